@@ -1,0 +1,600 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/products"
+	"github.com/sluicehq/sluice/products/generate"
+)
+
+const benchUsage = `usage: sluice bench [flags]
+
+Measures sluice end to end, in one run:
+
+  1. baseline: a plain franz-go consumer (no group, from the start) reads the
+     product topic and does sluice's per-record work (Avro decode with schema
+     resolution, identity JSON encoding into a reused buffer): records/s;
+  2. SSE replay: one subscriber streams the same records with
+     GET /v1/products/<product>/stream?from=earliest, parsed as SSE:
+     records/s and its ratio to the baseline;
+  3. live fan-out: for each --subscribers count, that many streams connect
+     with from=latest, a producer writes --rate records/s for --duration with
+     the Kafka timestamp set to the produce time, and every subscriber
+     measures receive time minus the record's _timestamp: delivered
+     records/s and p50/p90/p99/p99.9/max latency.
+
+By default it starts a gateway in-process (embedded broker and HTTP on
+127.0.0.1:0, generator off, temporary data directory) and preloads --records
+generated records. With --target and --brokers it measures an already running
+"sluice serve --generate=false" instead and only produces and consumes.
+Results are a markdown table on stdout (--json for machine output); progress
+goes to stderr.
+
+Flags:
+`
+
+type benchOptions struct {
+	target         string
+	brokers        stringList
+	topicPrefix    string
+	product        string
+	records        int
+	subscribers    []int
+	rate           float64
+	duration       time.Duration
+	drain          time.Duration
+	connectTimeout time.Duration
+	stall          time.Duration
+	phases         map[string]bool
+	verify         bool
+	sample         int
+	sourceAddrs    int
+	jsonOut        bool
+	cpuProfile     string
+	dataDir        string
+	seed           int64
+}
+
+func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
+	o := &benchOptions{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.target, "target", "", "base URL of a running sluice, e.g. http://127.0.0.1:8080 (default: start one in-process)")
+	fs.Var(&o.brokers, "brokers", "Kafka seed brokers host:port,... of the --target's cluster (required with --target)")
+	fs.StringVar(&o.topicPrefix, "topic-prefix", "", "the --target's topic_prefix, if it has one")
+	fs.StringVar(&o.product, "product", "cdr", "product to measure")
+	fs.IntVar(&o.records, "records", 200_000, "records to preload before measuring (0: measure what the topic holds)")
+	subs := fs.String("subscribers", "1,100,1000", "comma-separated subscriber counts for the live fan-out rounds")
+	fs.Float64Var(&o.rate, "rate", 2000, "records/s the live producer writes during each fan-out round")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the live producer writes per fan-out round")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "after producing, how long to wait for subscribers to receive everything")
+	fs.DurationVar(&o.connectTimeout, "connect-timeout", 60*time.Second, "how long subscribers of a round may take to connect")
+	fs.DurationVar(&o.stall, "stall", 30*time.Second, "replay gives up after this long without a record")
+	phases := fs.String("phases", "baseline,replay,fanout", "phases to run: any of baseline, replay, fanout")
+	fs.BoolVar(&o.verify, "verify", false, "parse every replayed record's JSON, check offsets are contiguous per partition and each record equals the baseline's encoding")
+	fs.IntVar(&o.sample, "sample", 1000, "without --verify, parse the JSON of every n-th replayed record")
+	fs.IntVar(&o.sourceAddrs, "source-addrs", 1, "spread client connections over 127.0.0.1..127.0.0.n (loopback targets; ~28k connections per source address and server port)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print results as JSON instead of markdown")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases (this process) to this file")
+	fs.StringVar(&o.dataDir, "data-dir", "", "in-process gateway's data directory (default: a temporary one, removed afterwards)")
+	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
+	}
+	if (o.target == "") != (len(o.brokers) == 0) {
+		return nil, errors.New("bench: --target and --brokers go together")
+	}
+	o.target = strings.TrimRight(o.target, "/")
+	if o.target != "" && !strings.HasPrefix(o.target, "http://") && !strings.HasPrefix(o.target, "https://") {
+		return nil, fmt.Errorf("bench: --target %q: want http://host:port", o.target)
+	}
+	var err error
+	if o.subscribers, err = parseCounts(*subs); err != nil {
+		return nil, err
+	}
+	o.phases = map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "baseline", "replay", "fanout":
+			o.phases[p] = true
+		case "":
+		default:
+			return nil, fmt.Errorf("bench: --phases: unknown phase %q (baseline, replay, fanout)", p)
+		}
+	}
+	switch {
+	case o.records < 0:
+		return nil, errors.New("bench: --records must be >= 0")
+	case o.rate <= 0 || o.rate > 1e6:
+		return nil, errors.New("bench: --rate must be in (0, 1000000]")
+	case o.duration <= 0:
+		return nil, errors.New("bench: --duration must be > 0")
+	case o.sourceAddrs < 1 || o.sourceAddrs > 254:
+		return nil, errors.New("bench: --source-addrs must be 1..254")
+	case o.stall <= 0:
+		return nil, errors.New("bench: --stall must be > 0")
+	}
+	return o, nil
+}
+
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 100_000 {
+			return nil, fmt.Errorf("bench: --subscribers: %q is not a count in 1..100000", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// benchReport is everything one run measured.
+type benchReport struct {
+	Command     string          `json:"command"`
+	GoVersion   string          `json:"go_version"`
+	OSArch      string          `json:"os_arch"`
+	GOMAXPROCS  int             `json:"gomaxprocs"`
+	NumCPU      int             `json:"num_cpu"`
+	MemTotalMB  int64           `json:"mem_total_mb"`
+	NoFile      uint64          `json:"rlimit_nofile"`
+	Mode        string          `json:"mode"` // in-process or target
+	Target      string          `json:"target"`
+	Brokers     []string        `json:"brokers"`
+	Product     string          `json:"product"`
+	Topic       string          `json:"topic"`
+	Partitions  int             `json:"partitions"`
+	N           int64           `json:"records_in_topic"`
+	Rate        float64         `json:"rate"`
+	Duration    string          `json:"duration"`
+	Preload     *preloadResult  `json:"preload,omitempty"`
+	Baseline    *baselineResult `json:"baseline,omitempty"`
+	Replay      *replayResult   `json:"sse_replay,omitempty"`
+	Ratio       float64         `json:"sse_to_baseline,omitempty"`
+	Fanout      []fanoutResult  `json:"fanout,omitempty"`
+	Errors      []string        `json:"errors,omitempty"`
+	Interrupted bool            `json:"interrupted,omitempty"`
+	LoadStart   string          `json:"loadavg_start"`
+	LoadEnd     string          `json:"loadavg_end"`
+	StartedAt   time.Time       `json:"started_at"`
+}
+
+func bench(args []string, stdout, stderr io.Writer) error {
+	o, err := parseBenchFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+	}
+	rep := &benchReport{
+		Command:    commandLine(args),
+		GoVersion:  runtime.Version(),
+		OSArch:     runtime.GOOS + "/" + runtime.GOARCH,
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		NumCPU:     runtime.NumCPU(),
+		MemTotalMB: memTotalMB(),
+		NoFile:     raiseNoFile(),
+		Product:    o.product,
+		Rate:       o.rate,
+		Duration:   o.duration.String(),
+		StartedAt:  time.Now().UTC(),
+		LoadStart:  loadAvg(),
+	}
+	for _, n := range o.subscribers {
+		// In-process, every stream holds a client and a server socket.
+		need := uint64(n) + 100
+		if o.target == "" {
+			need += uint64(n)
+		}
+		if o.phases["fanout"] && need > rep.NoFile {
+			logf("warning: %d subscribers need about %d file descriptors; the limit is %d", n, need, rep.NoFile)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cat, err := products.LoadDefault()
+	if err != nil {
+		return err
+	}
+	p, ok := cat.Get(o.product)
+	if !ok {
+		return fmt.Errorf("bench: no product %q in the built-in catalog", o.product)
+	}
+	codec, err := newCodec(p)
+	if err != nil {
+		return err
+	}
+	rep.Topic = o.topicPrefix + p.Topic
+
+	// The gateway under test.
+	target := httpTarget{base: o.target, product: o.product, sourceAddrs: o.sourceAddrs}
+	brokers := []string(o.brokers)
+	if o.target == "" {
+		rep.Mode = "in-process"
+		g, stopGateway, err := startBenchGateway(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		defer stopGateway()
+		target.base = "http://" + g.HTTPAddr()
+		brokers = []string{g.KafkaAddr()}
+		rep.Topic = p.Topic
+	} else {
+		rep.Mode = "target"
+	}
+	rep.Target, rep.Brokers = target.base, brokers
+	logf("%s gateway at %s, brokers %s, topic %s", rep.Mode, target.base, strings.Join(brokers, ","), rep.Topic)
+	if err := target.waitReady(ctx, 60*time.Second); err != nil {
+		return err
+	}
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	fail := func(phase string, err error) {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			rep.Interrupted = true
+			return
+		}
+		rep.Errors = append(rep.Errors, phase+": "+err.Error())
+		logf("%s: %v", phase, err)
+	}
+
+	gen, err := generate.New(cat, generate.Options{Seed: o.seed})
+	if err != nil {
+		return err
+	}
+	if o.records > 0 {
+		logf("preloading %d %s records", o.records, o.product)
+		pr, err := preload(ctx, brokers, gen, p, rep.Topic, o.records)
+		if err != nil {
+			fail("preload", err)
+			return finishBench(rep, o, stdout)
+		}
+		rep.Preload = &pr
+		logf("preloaded %d records in %.2fs (%.0f records/s)", pr.Produced, pr.Seconds, pr.RecordsPerS)
+	}
+	rng, err := listRange(ctx, admin, rep.Topic)
+	if err != nil {
+		fail("offsets", err)
+		return finishBench(rep, o, stdout)
+	}
+	rep.Partitions = len(rng.end)
+	rep.N = rng.total()
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+
+	var hashes *recordHashes
+	if o.verify {
+		hashes = newRecordHashes(rng)
+	}
+	want := rep.N
+	if o.phases["baseline"] && ctx.Err() == nil {
+		logf("baseline: franz-go consumer reading %d records", rep.N)
+		b, err := baseline(ctx, brokers, rep.Topic, rng, codec, hashes, 5*time.Minute)
+		if err != nil {
+			fail("baseline", err)
+		} else {
+			rep.Baseline = &b
+			want = b.Records
+			logf("baseline: %d records in %.3fs: %.0f records/s", b.Records, b.Seconds, b.RecordsPerS)
+		}
+	}
+	if o.phases["replay"] && ctx.Err() == nil {
+		logf("SSE replay: 1 subscriber reading %d records from=earliest", want)
+		r, err := replay(ctx, target, rng, want, o.sample, o.verify, hashes, o.stall)
+		rep.Replay = &r
+		if err != nil {
+			fail("sse replay", err)
+		} else {
+			logf("SSE replay: %d records in %.3fs: %.0f records/s", r.Records, r.Seconds, r.RecordsPerS)
+		}
+		if r.Complete && rep.Baseline != nil && rep.Baseline.RecordsPerS > 0 {
+			rep.Ratio = r.RecordsPerS / rep.Baseline.RecordsPerS
+		}
+		if o.verify && (r.Mismatches > 0 || r.OrderErrors > 0) {
+			fail("verify", fmt.Errorf("%d records differ from the baseline encoding, %d gaps or duplicates", r.Mismatches, r.OrderErrors))
+		}
+	}
+	if o.phases["fanout"] && ctx.Err() == nil && len(o.subscribers) > 0 {
+		pool := make([]generate.Record, 0, 4096)
+		for range cap(pool) {
+			r, err := gen.Next(p.ID)
+			if err != nil {
+				return err
+			}
+			pool = append(pool, r)
+		}
+		lp, err := newLiveProducer(brokers, rep.Topic, pool)
+		if err != nil {
+			return err
+		}
+		defer lp.Close()
+		for _, n := range o.subscribers {
+			if ctx.Err() != nil {
+				break
+			}
+			runtime.GC() // start each round from a collected heap
+			fr, err := fanout(ctx, target, lp, n, o.rate, o.duration, o.drain, o.connectTimeout, logf)
+			if err != nil {
+				fail(fmt.Sprintf("fan-out %d", n), err)
+			}
+			if fr.Connected > 0 {
+				rep.Fanout = append(rep.Fanout, fr)
+				logf("fan-out %d: delivered %d of %d, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d errors",
+					n, fr.Delivered, fr.Expected, fr.P50ms, fr.P99ms, fr.MaxMs, fr.Errors)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		rep.Interrupted = true
+	}
+	return finishBench(rep, o, stdout)
+}
+
+func finishBench(rep *benchReport, o *benchOptions, stdout io.Writer) error {
+	rep.LoadEnd = loadAvg()
+	if o.jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		writeMarkdown(stdout, rep)
+	}
+	switch {
+	case rep.Interrupted:
+		return errors.New("bench: interrupted")
+	case len(rep.Errors) > 0:
+		return fmt.Errorf("bench: %d phase(s) failed", len(rep.Errors))
+	}
+	return nil
+}
+
+// startBenchGateway runs a gateway in this process; stop shuts it down in
+// its documented order and removes a temporary data directory.
+func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (*gateway.Gateway, func(), error) {
+	dir := o.dataDir
+	tmp := false
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+			return nil, nil, err
+		}
+		tmp = true
+	}
+	no := false
+	cfg := gateway.Config{
+		DataDir:           dir,
+		HTTPAddr:          "127.0.0.1:0",
+		EmbeddedKafkaAddr: "127.0.0.1:0",
+		Generate:          &no,
+		Logger:            slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	gctx, cancel := context.WithCancel(context.Background())
+	g, err := gateway.New(ctx, cfg)
+	if err != nil {
+		cancel()
+		if tmp {
+			os.RemoveAll(dir)
+		}
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(gctx) }()
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				fmt.Fprintln(stderr, "bench: gateway:", err)
+			}
+		case <-time.After(30 * time.Second):
+			fmt.Fprintln(stderr, "bench: gateway did not stop within 30s")
+		}
+		if tmp {
+			os.RemoveAll(dir)
+		}
+	}
+	return g, stop, nil
+}
+
+// raiseNoFile lifts the open-file soft limit to the hard limit and returns it.
+func raiseNoFile() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl) != nil {
+			_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+		}
+	}
+	return rl.Cur
+}
+
+func memTotalMB() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// loadAvg is the 1, 5 and 15 minute load average: other work on the machine
+// competes with the bench for the same CPUs.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func commandLine(args []string) string {
+	parts := []string{"sluice", "bench"}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'$\\*?;&|<>()") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+func writeMarkdown(w io.Writer, r *benchReport) {
+	fmt.Fprintf(w, "## sluice bench\n\n")
+	fmt.Fprintf(w, "- command: `%s`\n", r.Command)
+	fmt.Fprintf(w, "- %s %s, GOMAXPROCS=%d, NumCPU=%d, memory %d MiB, open-file limit %d\n", r.GoVersion, r.OSArch, r.GOMAXPROCS, r.NumCPU, r.MemTotalMB, r.NoFile)
+	if r.Mode == "in-process" {
+		fmt.Fprintf(w, "- gateway: in-process (HTTP %s, embedded broker %s); broker, gateway and clients share this process and its CPUs\n", r.Target, strings.Join(r.Brokers, ","))
+	} else {
+		fmt.Fprintf(w, "- gateway: --target %s, brokers %s (another process)\n", r.Target, strings.Join(r.Brokers, ","))
+	}
+	fmt.Fprintf(w, "- product %s, topic %s, %d partitions, N = %d records in the topic", r.Product, r.Topic, r.Partitions, r.N)
+	if r.Preload != nil {
+		fmt.Fprintf(w, " (%d preloaded in %.2f s, %.0f records/s, mean Avro value %.0f B)", r.Preload.Produced, r.Preload.Seconds, r.Preload.RecordsPerS, r.Preload.AvgValueSize)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "- started %s; load average (1/5/15 min) %s at start, %s at end\n", r.StartedAt.Format(time.RFC3339), r.LoadStart, r.LoadEnd)
+
+	if r.Baseline != nil || r.Replay != nil {
+		fmt.Fprintf(w, "\n### Replay throughput (N records, one reader)\n\n")
+		fmt.Fprintf(w, "| path | records | seconds | records/s | vs baseline |\n|---|---:|---:|---:|---:|\n")
+		if b := r.Baseline; b != nil {
+			fmt.Fprintf(w, "| franz-go consumer + decode + identity JSON (baseline) | %d | %.3f | %.0f | 1.00 |\n", b.Records, b.Seconds, b.RecordsPerS)
+		}
+		if s := r.Replay; s != nil {
+			ratio := "-"
+			if r.Ratio > 0 {
+				ratio = fmt.Sprintf("%.2f", r.Ratio)
+			}
+			if s.Complete {
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d | %.3f | %.0f | %s |\n", s.Records, s.Seconds, s.RecordsPerS, ratio)
+			} else {
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d (incomplete) | - | - | - |\n", s.Records)
+			}
+		}
+		if b := r.Baseline; b != nil {
+			fmt.Fprintf(w, "\nBaseline: mean JSON record %.0f B, %d decode errors.", b.AvgJSONSize, b.DecodeErrors)
+		}
+		if s := r.Replay; s != nil {
+			fmt.Fprintf(w, " SSE: first record after %.1f ms, %.1f MB of stream, %d records JSON-parsed", s.FirstRecordMS, float64(s.StreamBytes)/1e6, s.JSONParsed)
+			if s.Verified > 0 || s.Mismatches > 0 || s.OrderErrors > 0 {
+				fmt.Fprintf(w, ", %d byte-equal to the baseline encoding, %d differ, %d gaps/duplicates", s.Verified, s.Mismatches, s.OrderErrors)
+			}
+			fmt.Fprint(w, ".")
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Fanout) > 0 {
+		fmt.Fprintf(w, "\n### Live fan-out (from=latest, %.0f records/s for %s, latency = receive time - Kafka timestamp)\n\n", r.Rate, r.Duration)
+		cpu := "CPU s (gateway process / bench process)"
+		if r.Mode == "in-process" {
+			cpu = "CPU s (whole process)"
+		}
+		fmt.Fprintf(w, "| subscribers | produced | delivered / expected | aggregate records/s | per-subscriber records/s min / median / max | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | gateway RSS MiB idle / connected | %s |\n", cpu)
+		fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, f := range r.Fanout {
+			errs := strconv.Itoa(f.Errors)
+			if f.ProduceErrors > 0 {
+				errs += fmt.Sprintf(" (+%d produce)", f.ProduceErrors)
+			}
+			if f.Connected < f.Subscribers {
+				errs += fmt.Sprintf(" (%d of %d connected)", f.Connected, f.Subscribers)
+			}
+			cpuCell := fmt.Sprintf("%.1f / %.1f", f.ServerCPU, f.BenchCPU)
+			if r.Mode == "in-process" {
+				cpuCell = fmt.Sprintf("%.1f", f.BenchCPU)
+			}
+			fmt.Fprintf(w, "| %d | %d | %d / %d | %.0f | %.0f / %.0f / %.0f | %s | %s | %s | %s | %s | %s | %.0f / %.0f | %s |\n",
+				f.Subscribers, f.Produced, f.Delivered, f.Expected, f.AggregatePerS,
+				f.PerSubMinPerS, f.PerSubMedPerS, f.PerSubMaxPerS,
+				fmtMs(f.P50ms), fmtMs(f.P90ms), fmtMs(f.P99ms), fmtMs(f.P999ms), fmtMs(f.MaxMs),
+				errs, f.ServerRSSIdleMB, f.ServerRSSMB, cpuCell)
+		}
+		for _, f := range r.Fanout {
+			if f.ErrorSample != "" {
+				fmt.Fprintf(w, "\nfan-out %d, first error: %s\n", f.Subscribers, f.ErrorSample)
+			}
+		}
+	}
+	if len(r.Errors) > 0 {
+		fmt.Fprintf(w, "\n### Errors\n\n")
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "- %s\n", e)
+		}
+	}
+	if r.Interrupted {
+		fmt.Fprintf(w, "\nInterrupted: results are partial.\n")
+	}
+}
+
+func fmtMs(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}

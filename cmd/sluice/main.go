@@ -1,0 +1,182 @@
+// Command sluice is the governed data-sharing gateway.
+//
+//	sluice serve [flags]     run the gateway (embedded broker and generator by default)
+//	sluice bench [flags]     measure end-to-end SSE throughput and latency
+//	sluice version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/gateway"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(args[1:], stdout, stderr)
+	case "bench":
+		err = bench(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "sluice", version)
+	case "help", "-h", "--help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "sluice: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: sluice <command> [flags]
+
+commands:
+  serve     run the gateway; with no flags: embedded Kafka broker, synthetic
+            telco data and the HTTP API on 127.0.0.1:8080
+  bench     end-to-end SSE throughput and produce-to-receive latency
+  version   print the version
+
+Run "sluice <command> -h" for a command's flags.
+`)
+}
+
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for _, b := range strings.Split(v, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			*s = append(*s, b)
+		}
+	}
+	return nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML config file (flags override it)")
+	dataDir := fs.String("data-dir", "", "data directory (default ./sluice-data)")
+	httpAddr := fs.String("http", "", "HTTP listen address (default 127.0.0.1:8080)")
+	var brokers stringList
+	fs.Var(&brokers, "brokers", "seed brokers host:port,... of an existing Kafka cluster (default: start the embedded broker)")
+	kafkaAddr := fs.String("embedded-kafka-addr", "", "embedded broker listen address (default 127.0.0.1:9092)")
+	generate := fs.String("generate", "", "run the synthetic data generator: true or false (default true with the embedded broker)")
+	rate := fs.Float64("generate-rate", 0, "generator records per second across all products (default 50)")
+	registry := fs.String("schema-registry", "", "Schema Registry URL for schema ids not in the catalog")
+	catalogDir := fs.String("catalog", "", "directory of product YAML files (default: built-in catalog)")
+	schemaDir := fs.String("schemas", "", "directory of .avsc files named by --catalog")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	var cfg gateway.Config
+	if *configFile != "" {
+		var err error
+		if cfg, err = gateway.LoadConfigFile(*configFile); err != nil {
+			return err
+		}
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.DataDir, *dataDir)
+	set(&cfg.HTTPAddr, *httpAddr)
+	set(&cfg.EmbeddedKafkaAddr, *kafkaAddr)
+	set(&cfg.SchemaRegistryURL, *registry)
+	set(&cfg.CatalogDir, *catalogDir)
+	set(&cfg.SchemaDir, *schemaDir)
+	if len(brokers) > 0 {
+		cfg.Brokers = brokers
+	}
+	if *rate != 0 {
+		cfg.GenerateRate = *rate
+	}
+	switch *generate {
+	case "":
+	case "true", "1", "yes":
+		t := true
+		cfg.Generate = &t
+	case "false", "0", "no":
+		f := false
+		cfg.Generate = &f
+	default:
+		return fmt.Errorf("serve: --generate %q: want true or false", *generate)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("serve: --log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	g, err := gateway.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	base := "http://" + g.HTTPAddr()
+	fmt.Fprintf(stdout, `sluice is running (ready in %s)
+  HTTP API   %s   (OpenAPI: %s/v1/openapi.json, metrics: %s/metrics)
+`, time.Since(start).Round(time.Millisecond), base, base, base)
+	if g.Embedded() {
+		fmt.Fprintf(stdout, "  Kafka      %s   (embedded broker, data in %s)\n", g.KafkaAddr(), dataDirOf(cfg))
+	} else {
+		fmt.Fprintf(stdout, "  Kafka      %s\n", g.KafkaAddr())
+	}
+	fmt.Fprintf(stdout, `
+Try it:
+  curl -s %[1]s/v1/products
+  curl -s %[1]s/v1/products/cdr/schema
+  curl -s '%[1]s/v1/products/cdr/records?from=earliest&limit=3'
+  curl -sN %[1]s/v1/products/network-quality/stream
+  curl -sN -H 'Last-Event-ID: <an id: from the stream>' %[1]s/v1/products/network-quality/stream
+
+Ctrl-C stops it; streams are told to reconnect.
+`, base)
+	return g.Run(ctx)
+}
+
+func dataDirOf(cfg gateway.Config) string {
+	if cfg.DataDir == "" {
+		return "./sluice-data"
+	}
+	return cfg.DataDir
+}

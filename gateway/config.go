@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/gateway/httpapi"
+	"github.com/sluicehq/sluice/gateway/internal/hub"
+)
+
+// Config is everything `sluice serve` needs. The zero value runs the
+// embedded default: a local broker, the data generator and the HTTP API on
+// loopback. Every field can come from the YAML config file; flags override.
+type Config struct {
+	// DataDir holds the embedded broker's log segments. Default ./sluice-data.
+	DataDir string `yaml:"data_dir"`
+	// HTTPAddr is the HTTP listen address. Default 127.0.0.1:8080; port 0
+	// picks a free port.
+	HTTPAddr string `yaml:"http"`
+	// Brokers are the seed brokers of an existing Kafka cluster. Empty means:
+	// start the embedded broker.
+	Brokers []string `yaml:"brokers"`
+	// EmbeddedKafkaAddr is where the embedded broker listens, reachable by
+	// external Kafka clients. Default 127.0.0.1:9092; port 0 picks a free port.
+	EmbeddedKafkaAddr string `yaml:"embedded_kafka_addr"`
+	// Generate runs the synthetic data generator. Default: on with the
+	// embedded broker, off with Brokers.
+	Generate *bool `yaml:"generate"`
+	// GenerateRate is the generator's records per second across all products.
+	// Default 50.
+	GenerateRate float64 `yaml:"generate_rate"`
+	// SchemaRegistryURL resolves schema ids not kept in the catalog. Optional.
+	SchemaRegistryURL string `yaml:"schema_registry_url"`
+	// CatalogDir holds product YAML files; SchemaDir the .avsc files they name.
+	// Empty means the catalog built into the binary.
+	CatalogDir string `yaml:"catalog_dir"`
+	SchemaDir  string `yaml:"schema_dir"`
+	// TopicPrefix is put before every product's topic name, e.g. "prod.".
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Kafka is how to reach an existing cluster (ignored for the embedded one).
+	Kafka KafkaConfig `yaml:"kafka"`
+	// Stream tunes SSE streams.
+	Stream StreamYAML `yaml:"stream"`
+	// Hub tunes the shared upstream readers.
+	Hub HubYAML `yaml:"hub"`
+	// ShutdownTimeout bounds a clean shutdown. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Logger receives logs; default slog.Default().
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// StreamYAML mirrors httpapi.StreamConfig.
+type StreamYAML struct {
+	Heartbeat    time.Duration `yaml:"heartbeat"`     // default 15s
+	IdleCursor   time.Duration `yaml:"idle_cursor"`   // default 5s
+	Retry        time.Duration `yaml:"retry"`         // default 2s
+	WriteTimeout time.Duration `yaml:"write_timeout"` // default 30s
+	MaxBatch     int           `yaml:"max_batch"`     // default 512
+}
+
+// HubYAML mirrors hub.Config.
+type HubYAML struct {
+	RingSize   int           `yaml:"ring_size"`   // events kept per partition per view; default 8192
+	MaxWait    time.Duration `yaml:"max_wait"`    // reader long-poll; default 500ms
+	FetchBytes int32         `yaml:"fetch_bytes"` // per partition per fetch; default 1 MiB
+}
+
+func (s StreamYAML) config() httpapi.StreamConfig {
+	return httpapi.StreamConfig{Heartbeat: s.Heartbeat, IdleCursor: s.IdleCursor, Retry: s.Retry, WriteTimeout: s.WriteTimeout, MaxBatch: s.MaxBatch}
+}
+
+func (h HubYAML) config() hub.Config {
+	return hub.Config{RingSize: h.RingSize, MaxWait: h.MaxWait, FetchBytes: h.FetchBytes}
+}
+
+// KafkaConfig says how to connect to an existing cluster.
+type KafkaConfig struct {
+	TLS  TLSConfig  `yaml:"tls"`
+	SASL SASLConfig `yaml:"sasl"`
+	// ClientID names sluice to the brokers. Default "sluice".
+	ClientID string `yaml:"client_id"`
+}
+
+// TLSConfig enables TLS to the brokers.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`   // PEM; default: system roots
+	CertFile           string `yaml:"cert_file"` // client certificate (mTLS), optional
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"` // for tests only
+}
+
+// SASLConfig authenticates to the brokers.
+type SASLConfig struct {
+	// Mechanism: "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	// Password, or PasswordEnv naming an environment variable holding it.
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
+	// TokenFile holds the OAUTHBEARER token; re-read at every authentication
+	// so a sidecar can rotate it.
+	TokenFile string `yaml:"token_file"`
+}
+
+// LoadConfigFile decodes a YAML config file strictly: unknown keys are
+// errors that name the file and line.
+func LoadConfigFile(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config: %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return c, nil
+}
+
+func (c *Config) embedded() bool { return len(c.Brokers) == 0 }
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./sluice-data"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.EmbeddedKafkaAddr == "" {
+		c.EmbeddedKafkaAddr = "127.0.0.1:9092"
+	}
+	if c.Generate == nil {
+		g := c.embedded()
+		c.Generate = &g
+	}
+	if c.GenerateRate == 0 {
+		c.GenerateRate = 50
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Kafka.ClientID == "" {
+		c.Kafka.ClientID = "sluice"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// validate checks the config once, naming the field, value and bound.
+func (c *Config) validate() error {
+	var errs []error
+	if c.GenerateRate < 0 || c.GenerateRate > 1e6 {
+		errs = append(errs, fmt.Errorf("config: generate_rate %v must be between 0 and 1000000 records/s", c.GenerateRate))
+	}
+	switch strings.ToUpper(c.Kafka.SASL.Mechanism) {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.Kafka.SASL.Mechanism != "" && c.Kafka.SASL.Username == "" {
+			errs = append(errs, fmt.Errorf("config: kafka.sasl.username is required for %s", c.Kafka.SASL.Mechanism))
+		}
+	case "OAUTHBEARER":
+		if c.Kafka.SASL.TokenFile == "" {
+			errs = append(errs, errors.New("config: kafka.sasl.token_file is required for OAUTHBEARER"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("config: kafka.sasl.mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.Kafka.SASL.Mechanism))
+	}
+	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("config: kafka.tls.cert_file and kafka.tls.key_file go together"))
+	}
+	if c.Hub.RingSize < 0 || c.Hub.RingSize > 1<<20 {
+		errs = append(errs, fmt.Errorf("config: hub.ring_size %d must be between 1 and 1048576", c.Hub.RingSize))
+	}
+	return errors.Join(errs...)
+}
+
+// kafkaOpts turns the connection settings into franz-go options.
+func (c *Config) kafkaOpts(seeds []string) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID(c.Kafka.ClientID)}
+	if c.embedded() {
+		return opts, nil
+	}
+	if t := c.Kafka.TLS; t.Enabled {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in for tests
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("config: kafka.tls.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("config: kafka.tls.ca_file %s holds no PEM certificate", t.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("config: kafka.tls client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	s := c.Kafka.SASL
+	pass := s.Password
+	if s.PasswordEnv != "" {
+		pass = os.Getenv(s.PasswordEnv)
+	}
+	switch strings.ToUpper(s.Mechanism) {
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: pass}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: pass}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: pass}.AsSha512Mechanism()))
+	case "OAUTHBEARER":
+		file := s.TokenFile
+		opts = append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			tok, err := os.ReadFile(file)
+			if err != nil {
+				return oauth.Auth{}, fmt.Errorf("kafka.sasl.token_file: %w", err)
+			}
+			return oauth.Auth{Token: strings.TrimSpace(string(tok))}, nil
+		})))
+	}
+	return opts, nil
+}

@@ -1,0 +1,340 @@
+// Package gateway is sluice's runtime: it wires the catalog, the upstream
+// Kafka connection (or the embedded broker), the shared readers, the data
+// generator and the front doors, owns every goroutine, and shuts them down
+// in a fixed order (see DESIGN.md, "Shutdown order").
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/gateway/httpapi"
+	"github.com/sluicehq/sluice/gateway/internal/hub"
+	"github.com/sluicehq/sluice/gateway/internal/metrics"
+	"github.com/sluicehq/sluice/gateway/internal/upstream"
+	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/products"
+	"github.com/sluicehq/sluice/products/generate"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Gateway is one running sluice process. New prepares everything that can
+// fail fast (config, catalog, listeners, broker); Run serves until its
+// context ends and then shuts down cleanly.
+type Gateway struct {
+	cfg     Config
+	catalog *products.Catalog
+	metrics *metrics.Metrics
+
+	broker  *kfake.Cluster // nil with external brokers
+	cluster *upstream.Cluster
+	hub     *hub.Hub
+	api     *httpapi.Server
+	httpLn  net.Listener
+	views   map[string]view.View
+
+	streams       context.Context
+	cancelStreams context.CancelFunc
+}
+
+// New validates cfg, loads the catalog, starts the embedded broker when no
+// brokers are configured, ensures product topics exist there, and binds the
+// HTTP listener.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, metrics: metrics.New(), views: map[string]view.View{}}
+	var err error
+	if g.catalog, err = loadCatalog(cfg); err != nil {
+		return nil, err
+	}
+	for _, p := range g.catalog.Products {
+		p.Topic = cfg.TopicPrefix + p.Topic
+	}
+	seeds := cfg.Brokers
+	if cfg.embedded() {
+		if g.broker, err = startBroker(cfg); err != nil {
+			return nil, err
+		}
+		seeds = g.broker.ListenAddrs()
+	}
+	fail := func(err error) (*Gateway, error) {
+		g.closeKafka()
+		return nil, err
+	}
+	opts, err := cfg.kafkaOpts(seeds)
+	if err != nil {
+		return fail(err)
+	}
+	if g.cluster, err = upstream.Dial(opts...); err != nil {
+		return fail(err)
+	}
+	if g.broker != nil {
+		if err := ensureTopics(ctx, g.cluster.Admin(), g.catalog); err != nil {
+			return fail(err)
+		}
+	}
+	var reg schemas.Registry
+	if cfg.SchemaRegistryURL != "" {
+		if reg, err = schemas.NewRegistryClient(cfg.SchemaRegistryURL); err != nil {
+			return fail(fmt.Errorf("config: schema_registry_url: %w", err))
+		}
+	}
+	var sources []hub.Source
+	for _, p := range g.catalog.Products {
+		var vs []schemas.SchemaVersion
+		for _, v := range p.Versions {
+			vs = append(vs, schemas.SchemaVersion{Version: v.Version, ID: v.ID, Schema: v.Schema})
+		}
+		codec, err := schemas.NewCodec(p.ID, schemas.Framing(p.Framing), vs, reg)
+		if err != nil {
+			return fail(fmt.Errorf("catalog: product %s: %w", p.ID, err))
+		}
+		sources = append(sources, hub.Source{Product: p.ID, Topic: p.Topic, Codec: codec})
+		g.views[p.ID] = view.NewIdentity(p.ID, codec.Layout())
+	}
+	g.hub = hub.New(cfg.Hub.config(), g.cluster, g.metrics, cfg.Logger, sources)
+	g.streams, g.cancelStreams = context.WithCancel(context.Background())
+	g.api = httpapi.New(httpapi.Config{
+		Catalog: g.catalog, Hub: g.hub, Cluster: g.cluster, Metrics: g.metrics, Log: cfg.Logger,
+		Stream: cfg.Stream.config(), Streams: g.streams,
+		Views: func(_ *http.Request, p *products.Product) (view.View, error) { return g.views[p.ID], nil },
+	})
+	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))
+	}
+	return g, nil
+}
+
+func loadCatalog(cfg Config) (*products.Catalog, error) {
+	if cfg.CatalogDir == "" {
+		return products.LoadDefault()
+	}
+	schemaFS := schemas.Files
+	var sfs = os.DirFS(cfg.CatalogDir)
+	if cfg.SchemaDir != "" {
+		return products.Load(sfs, ".", os.DirFS(cfg.SchemaDir))
+	}
+	return products.Load(sfs, ".", schemaFS)
+}
+
+// startBroker starts the embedded kfake broker persisting under DataDir.
+func startBroker(cfg Config) (*kfake.Cluster, error) {
+	host, port, err := net.SplitHostPort(cfg.EmbeddedKafkaAddr)
+	if err != nil {
+		return nil, fmt.Errorf("config: embedded_kafka_addr %q: %w", cfg.EmbeddedKafkaAddr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return nil, fmt.Errorf("config: embedded_kafka_addr %q: bad port", cfg.EmbeddedKafkaAddr)
+	}
+	dir := filepath.Join(cfg.DataDir, "kafka")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.DataDir(dir),
+		kfake.ClusterID("sluice-embedded"),
+		// Apply retention every minute so the data dir stays bounded.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "60000"}),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, port))
+		}),
+	}
+	if n != 0 {
+		opts = append(opts, kfake.Ports(n))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker on %s: %w (use --embedded-kafka-addr to pick another address)", cfg.EmbeddedKafkaAddr, err)
+	}
+	return c, nil
+}
+
+// ensureTopics creates each product's topic with the product's retention,
+// or updates the retention of an existing one.
+func ensureTopics(ctx context.Context, adm *kadm.Client, cat *products.Catalog) error {
+	for _, p := range cat.Products {
+		ms := strconv.FormatInt(p.ReplayWindow.Milliseconds(), 10)
+		bytes := strconv.FormatInt(p.RetentionBytes, 10)
+		cfgs := map[string]*string{"retention.ms": &ms, "retention.bytes": &bytes}
+		resp, err := adm.CreateTopic(ctx, p.Partitions, 1, cfgs, p.Topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if errors.Is(err, kerr.TopicAlreadyExists) {
+			_, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
+				{Op: kadm.SetConfig, Name: "retention.ms", Value: &ms},
+				{Op: kadm.SetConfig, Name: "retention.bytes", Value: &bytes},
+			}, p.Topic)
+		}
+		if err != nil {
+			return fmt.Errorf("embedded broker: topic %s: %w", p.Topic, err)
+		}
+	}
+	return nil
+}
+
+// HTTPAddr is the bound HTTP address.
+func (g *Gateway) HTTPAddr() string { return g.httpLn.Addr().String() }
+
+// KafkaAddr is the embedded broker's address, or the first seed broker.
+func (g *Gateway) KafkaAddr() string {
+	if g.broker != nil {
+		return g.broker.ListenAddrs()[0]
+	}
+	return g.cfg.Brokers[0]
+}
+
+// Embedded reports whether this gateway runs its own broker.
+func (g *Gateway) Embedded() bool { return g.broker != nil }
+
+// Catalog is the loaded catalog.
+func (g *Gateway) Catalog() *products.Catalog { return g.catalog }
+
+// Handler is the HTTP API (for tests that serve it themselves).
+func (g *Gateway) Handler() http.Handler { return g.api }
+
+// Run serves until ctx is done, then shuts down in order:
+//
+//  1. stop accepting HTTP connections;
+//  2. end every SSE stream with a "shutdown" event (clients reconnect
+//     elsewhere with Last-Event-ID) and wait for handlers;
+//  3. stop the generator and flush what it produced;
+//  4. stop the upstream readers;
+//  5. close Kafka clients;
+//  6. close the embedded broker, which syncs its segments to the data dir.
+func (g *Gateway) Run(ctx context.Context) error {
+	log := g.cfg.Logger
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	var hubDone sync.WaitGroup
+	hubDone.Go(func() { g.hub.Run(hubCtx) })
+
+	genCtx, stopGen := context.WithCancel(context.Background())
+	var genDone sync.WaitGroup
+	var producer *kgo.Client
+	if *g.cfg.Generate {
+		var err error
+		producer, err = g.startGenerator(genCtx, &genDone)
+		if err != nil {
+			stopGen()
+			stopHub()
+			hubDone.Wait()
+			g.closeKafka()
+			return err
+		}
+	}
+
+	srv := &http.Server{Handler: g.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(g.httpLn) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("http: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	// 1 and 2: Shutdown closes the listener at once; streams get their final
+	// event when cancelStreams fires, then their handlers return.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(sctx) }()
+	g.cancelStreams()
+	if e := <-shut; e != nil {
+		log.Warn("http shutdown incomplete", "err", e)
+		srv.Close()
+	}
+	// 3
+	stopGen()
+	genDone.Wait()
+	if producer != nil {
+		if e := producer.Flush(sctx); e != nil {
+			log.Warn("generator flush incomplete", "err", e)
+		}
+		producer.Close()
+	}
+	// 4
+	stopHub()
+	hubDone.Wait()
+	// 5 and 6
+	g.closeKafka()
+	log.Info("stopped")
+	return err
+}
+
+func (g *Gateway) startGenerator(ctx context.Context, wg *sync.WaitGroup) (*kgo.Client, error) {
+	gen, err := generate.New(g.catalog, generate.Options{Rate: g.cfg.GenerateRate, Seed: time.Now().UnixNano()})
+	if err != nil {
+		return nil, fmt.Errorf("generator: %w", err)
+	}
+	opts, err := g.cfg.kafkaOpts(g.seeds())
+	if err != nil {
+		return nil, err
+	}
+	producer, err := kgo.NewClient(append(opts, kgo.ProducerLinger(5*time.Millisecond))...)
+	if err != nil {
+		return nil, fmt.Errorf("generator: %w", err)
+	}
+	log := g.cfg.Logger
+	var failed sync.Once
+	wg.Go(func() {
+		err := gen.Run(ctx, func(ctx context.Context, r generate.Record) error {
+			producer.Produce(ctx, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: r.Time}, func(_ *kgo.Record, err error) {
+				if err != nil && !errors.Is(err, context.Canceled) {
+					failed.Do(func() { log.Warn("generator produce failed", "topic", r.Topic, "err", err) })
+				}
+			})
+			return nil
+		})
+		if err != nil {
+			log.Error("generator stopped", "err", err)
+		}
+	})
+	return producer, nil
+}
+
+func (g *Gateway) seeds() []string {
+	if g.broker != nil {
+		return g.broker.ListenAddrs()
+	}
+	return g.cfg.Brokers
+}
+
+func (g *Gateway) closeKafka() {
+	if g.cluster != nil {
+		g.cluster.Close()
+		g.cluster = nil
+	}
+	if g.broker != nil {
+		g.broker.Close()
+		g.broker = nil
+	}
+}
+
+// Close releases what New acquired when Run is never called.
+func (g *Gateway) Close() {
+	if g.httpLn != nil {
+		g.httpLn.Close()
+	}
+	g.cancelStreams()
+	g.closeKafka()
+}

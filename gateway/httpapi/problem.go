@@ -1,0 +1,63 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Problem is an RFC 9457 problem detail. Type is stable: clients branch on it.
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Extensions.
+	EarliestCursor string `json:"earliest_cursor,omitempty"`
+	Example        string `json:"example,omitempty"`
+}
+
+// Problem types. Their URNs never change; titles are informative.
+const (
+	ProblemUnknownProduct  = "urn:sluice:problem:unknown-product"
+	ProblemInvalidCursor   = "urn:sluice:problem:invalid-cursor"
+	ProblemInvalidFrom     = "urn:sluice:problem:invalid-from"
+	ProblemInvalidLimit    = "urn:sluice:problem:invalid-limit"
+	ProblemInvalidQuery    = "urn:sluice:problem:invalid-query"
+	ProblemCursorExpired   = "urn:sluice:problem:cursor-expired"
+	ProblemNotFound        = "urn:sluice:problem:not-found"
+	ProblemMethod          = "urn:sluice:problem:method-not-allowed"
+	ProblemUpstream        = "urn:sluice:problem:upstream-unavailable"
+	ProblemShuttingDown    = "urn:sluice:problem:shutting-down"
+	ProblemInternal        = "urn:sluice:problem:internal"
+	ProblemStreamSupported = "urn:sluice:problem:streaming-unsupported"
+)
+
+var titles = map[string]string{
+	ProblemUnknownProduct:  "Unknown data product",
+	ProblemInvalidCursor:   "Invalid cursor",
+	ProblemInvalidFrom:     "Invalid start position",
+	ProblemInvalidLimit:    "Invalid limit",
+	ProblemInvalidQuery:    "Invalid query",
+	ProblemCursorExpired:   "Cursor older than the product's retention",
+	ProblemNotFound:        "Not found",
+	ProblemMethod:          "Method not allowed",
+	ProblemUpstream:        "Upstream Kafka unavailable",
+	ProblemShuttingDown:    "Server shutting down",
+	ProblemInternal:        "Internal error",
+	ProblemStreamSupported: "Streaming not supported by this connection",
+}
+
+func newProblem(typ string, status int, detail string) *Problem {
+	return &Problem{Type: typ, Title: titles[typ], Status: status, Detail: detail}
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+	if p.Instance == "" && r != nil {
+		p.Instance = r.URL.Path
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

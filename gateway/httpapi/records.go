@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/gateway/internal/cursor"
+	"github.com/sluicehq/sluice/gateway/internal/hub"
+	"github.com/sluicehq/sluice/gateway/internal/upstream"
+	"github.com/sluicehq/sluice/products"
+)
+
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// parseStart reads where a client wants to start: a cursor (from the query
+// or, for streams, Last-Event-ID) or from=earliest|latest|<RFC 3339>.
+func parseStart(r *http.Request, p *products.Product, lastEventID string, def hub.StartKind) (hub.Start, *Problem) {
+	q := r.URL.Query()
+	c := lastEventID
+	if c == "" {
+		c = q.Get("cursor")
+	}
+	from := q.Get("from")
+	if c != "" {
+		if from != "" && lastEventID == "" {
+			return hub.Start{}, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "give either cursor or from, not both")
+		}
+		pos, err := cursor.Decode(c, cursor.Tag(p.ID))
+		if err != nil {
+			pr := newProblem(ProblemInvalidCursor, http.StatusBadRequest, err.Error())
+			if errors.Is(err, cursor.ErrOtherProduct) {
+				pr.Detail = "this cursor was issued for another data product; use the next_cursor or SSE id returned by /v1/products/" + p.ID
+			}
+			pr.Example = "use the value of next_cursor (REST) or of the last SSE id: field, e.g. " + cursor.Encode(cursor.Tag(p.ID), []int64{0, 0, 0})
+			return hub.Start{}, pr
+		}
+		return hub.Start{Kind: hub.StartCursor, Positions: pos}, nil
+	}
+	switch from {
+	case "":
+		return hub.Start{Kind: def}, nil
+	case "earliest":
+		return hub.Start{Kind: hub.StartEarliest}, nil
+	case "latest":
+		return hub.Start{Kind: hub.StartLatest}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, from)
+	if err != nil {
+		pr := newProblem(ProblemInvalidFrom, http.StatusBadRequest, "from must be earliest, latest or an RFC 3339 time; got "+quote(from))
+		pr.Example = "from=earliest, from=latest or from=2026-11-25T10:00:00Z"
+		return hub.Start{}, pr
+	}
+	return hub.Start{Kind: hub.StartTime, Time: t}, nil
+}
+
+// positionProblem maps a failure to resolve or read a position.
+func positionProblem(p *products.Product, err error) *Problem {
+	var pe *hub.PositionError
+	if errors.As(err, &pe) {
+		if pe.Gone {
+			pr := newProblem(ProblemCursorExpired, http.StatusGone,
+				"partition "+strconv.Itoa(int(pe.Partition))+" offset "+strconv.FormatInt(pe.Offset, 10)+
+					" has been removed by the product's retention ("+p.ReplayWindow.String()+"); resume from earliest_cursor")
+			if pe.Earliest != nil {
+				pr.EarliestCursor = cursor.Encode(cursor.Tag(p.ID), pe.Earliest)
+			}
+			return pr
+		}
+		return newProblem(ProblemInvalidCursor, http.StatusBadRequest,
+			"the cursor names a position the product does not have (partition "+strconv.Itoa(int(pe.Partition))+"); use a cursor returned by this API")
+	}
+	if errors.Is(err, upstream.ErrUnknownTopic) {
+		return newProblem(ProblemUpstream, http.StatusServiceUnavailable, "the product's topic does not exist upstream yet")
+	}
+	return upstreamProblem(err)
+}
+
+func (s *Server) records(w http.ResponseWriter, r *http.Request) {
+	p, hp, ok := s.product(w, r)
+	if !ok {
+		return
+	}
+	for k := range r.URL.Query() {
+		switch k {
+		case "cursor", "from", "limit":
+		default:
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; records takes cursor, from and limit"))
+			return
+		}
+	}
+	limit := defaultLimit
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > maxLimit {
+			writeProblem(w, r, newProblem(ProblemInvalidLimit, http.StatusBadRequest, "limit must be an integer from 1 to "+strconv.Itoa(maxLimit)+"; got "+quote(q)))
+			return
+		}
+		limit = n
+	}
+	start, pr := parseStart(r, p, "", hub.StartEarliest)
+	if pr != nil {
+		writeProblem(w, r, pr)
+		return
+	}
+	v, err := s.cfg.Views(r, p)
+	if err != nil {
+		writeProblem(w, r, upstreamProblem(err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	pos, err := hp.Resolve(ctx, start)
+	if err != nil {
+		writeProblem(w, r, positionProblem(p, err))
+		return
+	}
+	rd := hp.Reader(v, pos)
+	defer rd.Close()
+	evs, err := rd.Next(ctx, limit, 0)
+	if err != nil {
+		writeProblem(w, r, positionProblem(p, err))
+		return
+	}
+	next := cursor.Encode(cursor.Tag(p.ID), rd.Positions())
+	n, size := 0, 0
+	ndjson := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	buf := make([]byte, 0, 64<<10)
+	if ndjson {
+		for _, e := range evs {
+			if e.Data != nil {
+				buf = append(buf, e.Data...)
+				buf = append(buf, '\n')
+				n++
+				size += len(e.Data)
+			}
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	} else {
+		buf = append(buf, `{"records":[`...)
+		for _, e := range evs {
+			if e.Data != nil {
+				if n > 0 {
+					buf = append(buf, ',')
+				}
+				buf = append(buf, e.Data...)
+				n++
+				size += len(e.Data)
+			}
+		}
+		buf = append(buf, `],"next_cursor":"`...)
+		buf = append(buf, next...)
+		buf = append(buf, "\"}\n"...)
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.Header().Set("Sluice-Next-Cursor", next)
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf)
+	s.cfg.Metrics.Delivered.WithLabelValues(p.ID, "rest").Add(float64(n))
+	s.cfg.Metrics.DeliveredBytes.WithLabelValues(p.ID, "rest").Add(float64(size))
+}

@@ -1,0 +1,199 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/gateway/internal/cursor"
+	"github.com/sluicehq/sluice/gateway/internal/hub"
+)
+
+var errShutdown = errors.New("server shutting down")
+
+// stream serves text/event-stream. Each record is
+//
+//	id: <cursor after this record>
+//	event: record
+//	data: <JSON object>
+//
+// The cursor covers every partition, so Last-Event-ID resumes on any replica
+// with no gap and no duplicate. Comment heartbeats keep proxies from timing
+// out; an "event: cursor" moves the client's position forward over records
+// it was not sent; "event: shutdown" and "event: error" end the stream.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	p, hp, ok := s.product(w, r)
+	if !ok {
+		return
+	}
+	for k := range r.URL.Query() {
+		if k != "cursor" && k != "from" {
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; stream takes cursor and from"))
+			return
+		}
+	}
+	start, pr := parseStart(r, p, r.Header.Get("Last-Event-ID"), hub.StartLatest)
+	if pr != nil {
+		writeProblem(w, r, pr)
+		return
+	}
+	v, err := s.cfg.Views(r, p)
+	if err != nil {
+		writeProblem(w, r, upstreamProblem(err))
+		return
+	}
+	if s.cfg.Streams.Err() != nil {
+		writeProblem(w, r, newProblem(ProblemShuttingDown, http.StatusServiceUnavailable, "this server is shutting down; reconnect to another replica"))
+		return
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.cfg.Streams, func() { cancel(errShutdown) })
+	defer stop()
+
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	pos, err := hp.Resolve(rctx, start)
+	rcancel()
+	if err != nil {
+		writeProblem(w, r, positionProblem(p, err))
+		return
+	}
+	sub, err := hp.Subscribe(ctx, v, pos)
+	if err != nil {
+		writeProblem(w, r, upstreamProblem(err))
+		return
+	}
+	defer sub.Close()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	cfg := s.cfg.Stream
+	tag := cursor.Tag(p.ID)
+	delivered := s.cfg.Metrics.Delivered.WithLabelValues(p.ID, "sse")
+	deliveredBytes := s.cfg.Metrics.DeliveredBytes.WithLabelValues(p.ID, "sse")
+	active := s.cfg.Metrics.ActiveStreams.WithLabelValues(p.ID, "sse")
+	active.Inc()
+	defer active.Dec()
+
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, ": sluice stream of "...)
+	buf = append(buf, p.ID...)
+	buf = append(buf, "\nretry: "...)
+	buf = strconv.AppendInt(buf, cfg.Retry.Milliseconds(), 10)
+	buf = append(buf, "\n\n"...)
+	write := func() bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
+		if _, err := w.Write(buf); err != nil {
+			return false
+		}
+		if err := rc.Flush(); err != nil {
+			return false
+		}
+		buf = buf[:0]
+		return true
+	}
+	if !write() {
+		return
+	}
+
+	cur := append([]int64(nil), sub.Positions()...) // position after the last event written
+	sent := append([]int64(nil), cur...)            // position the client last got an id for
+	lastWrite := time.Now()
+	for {
+		wait := cfg.Heartbeat - time.Since(lastWrite)
+		if !equal(cur, sent) {
+			wait = min(wait, cfg.IdleCursor-time.Since(lastWrite))
+		}
+		evs, err := sub.Next(ctx, cfg.MaxBatch, max(wait, time.Millisecond))
+		if err != nil {
+			if context.Cause(ctx) == errShutdown || errors.Is(err, hub.ErrClosed) {
+				buf = append(buf[:0], "event: shutdown\nretry: 1000\ndata: {\"reason\":\"server shutting down\",\"reconnect\":true}\n\n"...)
+				write()
+				return
+			}
+			if ctx.Err() != nil {
+				return // client went away
+			}
+			pr := positionProblem(p, err)
+			body, _ := json.Marshal(pr)
+			buf = append(buf[:0], "event: error\ndata: "...)
+			buf = append(buf, body...)
+			buf = append(buf, "\n\n"...)
+			write()
+			return
+		}
+		// Positions of partitions that appeared since the last batch.
+		for len(cur) < len(sub.Positions()) {
+			p := len(cur)
+			at := sub.Positions()[p]
+			for _, e := range evs {
+				if int(e.Partition) == p && e.Offset < at {
+					at = e.Offset
+				}
+			}
+			cur = append(cur, at)
+			sent = append(sent, at)
+		}
+		n, size := 0, 0
+		for i := range evs {
+			e := &evs[i]
+			cur[e.Partition] = e.Offset + 1
+			if e.Data == nil {
+				continue
+			}
+			buf = append(buf, "id: "...)
+			buf = cursor.Append(buf, tag, cur)
+			buf = append(buf, "\nevent: record\ndata: "...)
+			buf = append(buf, e.Data...)
+			buf = append(buf, "\n\n"...)
+			n++
+			size += len(e.Data)
+		}
+		now := time.Now()
+		switch {
+		case n > 0:
+			copy(sent, cur)
+		case !equal(cur, sent) && now.Sub(lastWrite) >= cfg.IdleCursor:
+			mark := len(buf)
+			buf = append(buf, "id: "...)
+			buf = cursor.Append(buf, tag, cur)
+			c := buf[mark+4:]
+			buf = append(buf, "\nevent: cursor\ndata: {\"cursor\":\""...)
+			buf = append(buf, c...)
+			buf = append(buf, "\"}\n\n"...)
+			copy(sent, cur)
+		case now.Sub(lastWrite) >= cfg.Heartbeat:
+			buf = append(buf, ": heartbeat\n\n"...)
+		}
+		if len(buf) > 0 {
+			if !write() {
+				return
+			}
+			lastWrite = now
+			if n > 0 {
+				delivered.Add(float64(n))
+				deliveredBytes.Add(float64(size))
+			}
+		}
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,279 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/gateway/internal/upstream"
+	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// Start names where a subscriber begins.
+type Start struct {
+	Kind      StartKind
+	Time      time.Time // for StartTime
+	Positions []int64   // for StartCursor: next offset per partition
+}
+
+// StartKind selects a Start.
+type StartKind int
+
+const (
+	StartLatest StartKind = iota
+	StartEarliest
+	StartTime
+	StartCursor
+)
+
+// Resolve turns a Start into positions, one per current partition. A cursor
+// naming fewer partitions than the topic has starts the new ones at their log
+// start; one naming more is an error.
+func (p *Product) Resolve(ctx context.Context, s Start) ([]int64, error) {
+	c := p.h.cluster
+	switch s.Kind {
+	case StartEarliest:
+		return c.Offsets(ctx, p.src.Topic, upstream.Start)
+	case StartLatest:
+		return c.Offsets(ctx, p.src.Topic, upstream.End)
+	case StartTime:
+		return c.OffsetsAfter(ctx, p.src.Topic, s.Time.UnixMilli())
+	}
+	start, err := c.Offsets(ctx, p.src.Topic, upstream.Start)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.Positions) > len(start) {
+		return nil, &PositionError{Partition: int32(len(start)), Offset: -1}
+	}
+	pos := append([]int64(nil), s.Positions...)
+	for len(pos) < len(start) {
+		pos = append(pos, start[len(pos)])
+	}
+	for i := range pos {
+		if pos[i] < start[i] {
+			return nil, &PositionError{Gone: true, Earliest: start, Partition: int32(i), Offset: pos[i]}
+		}
+	}
+	return pos, nil
+}
+
+// Sub reads one view of a product from its own positions. A Sub is used by
+// one goroutine at a time.
+type Sub struct {
+	p       *Product
+	v       view.View
+	ring    *viewRing // nil for one-shot reads without a shared ring
+	owned   bool      // the ring was acquired by this Sub and must be released
+	pos     []int64
+	pending [][]Event // events read but not yet returned, per partition
+	rec     *schemas.Record
+	scratch []Event
+}
+
+// Subscribe opens a streaming subscriber of view v at positions pos. The
+// view's ring is shared with every other subscriber of the same view key.
+// Close it when done.
+func (p *Product) Subscribe(ctx context.Context, v view.View, pos []int64) (*Sub, error) {
+	r, err := p.acquire(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	s := p.newSub(v, r, pos)
+	s.owned = true
+	return s, nil
+}
+
+// Reader returns a one-shot reader (REST pages): it uses the view's ring when
+// one is maintained and reads Kafka directly otherwise.
+func (p *Product) Reader(v view.View, pos []int64) *Sub {
+	return p.newSub(v, p.peek(v.Key()), pos)
+}
+
+func (p *Product) newSub(v view.View, r *viewRing, pos []int64) *Sub {
+	return &Sub{p: p, v: v, ring: r, pos: append([]int64(nil), pos...), pending: make([][]Event, len(pos)), rec: p.src.Codec.Layout().NewRecord()}
+}
+
+// Close releases the subscriber's view ring.
+func (s *Sub) Close() {
+	if s.owned {
+		s.p.release(s.ring)
+		s.owned = false
+	}
+}
+
+// Positions returns the next offset per partition after everything Next has
+// returned so far. The caller must not modify it.
+func (s *Sub) Positions() []int64 { return s.pos }
+
+// ErrClosed is returned by Next when the product's reader stopped.
+var ErrClosed = errors.New("hub: product reader stopped")
+
+// Next returns up to max events that carry data, in timestamp order across
+// partitions, together with any data-less events (filtered or undecodable
+// records) that precede them, and advances the positions past all of them.
+// It waits up to wait for something to arrive (0: do not wait) and returns
+// an empty slice when nothing did. The returned slice is reused by the next
+// call.
+func (s *Sub) Next(ctx context.Context, max int, wait time.Duration) ([]Event, error) {
+	var deadline <-chan time.Time
+	for {
+		var notify <-chan struct{}
+		if s.ring != nil {
+			notify = s.ring.wait()
+		}
+		if err := s.fill(ctx, max); err != nil {
+			return nil, err
+		}
+		out := s.merge(max)
+		if len(out) > 0 || wait <= 0 || s.ring == nil {
+			return out, nil
+		}
+		if deadline == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline:
+			return out, nil
+		case <-notify:
+			s.ring.mu.RLock()
+			closed := s.ring.closed
+			s.ring.mu.RUnlock()
+			if closed {
+				return nil, ErrClosed
+			}
+		}
+	}
+}
+
+// fill makes sure every partition with something to read has pending events:
+// from the ring where the position is inside its window, else from Kafka.
+func (s *Sub) fill(ctx context.Context, max int) error {
+	var direct []int32
+	if s.ring != nil {
+		s.ring.mu.RLock()
+		for len(s.pos) < len(s.ring.parts) {
+			s.pos = append(s.pos, s.ring.parts[len(s.pos)].lo)
+			s.pending = append(s.pending, nil)
+		}
+	}
+	for p := range s.pos {
+		if len(s.pending[p]) > 0 {
+			continue
+		}
+		if s.ring == nil || p >= len(s.ring.parts) {
+			direct = append(direct, int32(p))
+			continue
+		}
+		pr := &s.ring.parts[p]
+		switch {
+		case s.pos[p] < pr.lo:
+			direct = append(direct, int32(p))
+		case s.pos[p] < pr.hi:
+			s.pending[p] = pr.from(s.pending[p][:0], s.pos[p], max)
+			if len(s.pending[p]) == 0 {
+				s.pos[p] = pr.hi // nothing but control records up to hi
+			}
+		}
+	}
+	if s.ring != nil {
+		s.ring.mu.RUnlock()
+	}
+	if len(direct) == 0 {
+		return nil
+	}
+	return s.readDirect(ctx, direct)
+}
+
+func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
+	reason := "history"
+	if s.ring != nil {
+		reason = "catch_up"
+	}
+	s.p.h.m.DirectReads.WithLabelValues(s.p.src.Product, reason).Inc()
+	res, err := s.p.h.direct.Fetch(ctx, s.p.src.Topic, s.pos, parts, 0, s.p.h.cfg.FetchBytes)
+	if err != nil {
+		return err
+	}
+	var arena []byte
+	for _, fp := range res {
+		part := fp.Partition
+		if fp.Err != nil {
+			var oor *upstream.OutOfRangeError
+			if errors.As(fp.Err, &oor) {
+				// Brokers differ in what they report with the error (real
+				// Kafka: -1 for both marks), so ask for both ends.
+				start, err := s.p.h.cluster.Offsets(ctx, s.p.src.Topic, upstream.Start)
+				if err != nil {
+					return err
+				}
+				end, err := s.p.h.cluster.Offsets(ctx, s.p.src.Topic, upstream.End)
+				if err != nil {
+					return err
+				}
+				switch {
+				case int(part) < len(start) && oor.Offset < start[part]:
+					return &PositionError{Gone: true, Earliest: start, Partition: part, Offset: oor.Offset}
+				case int(part) < len(end) && oor.Offset > end[part]:
+					return &PositionError{Partition: part, Offset: oor.Offset}
+				}
+				continue // the log moved meanwhile: read again next time
+			}
+			return fp.Err
+		}
+		evs := s.pending[part][:0]
+		for _, kr := range fp.Records {
+			meta := view.Meta{Partition: kr.Partition, Offset: kr.Offset, Timestamp: kr.Timestamp.UnixMilli()}
+			e := Event{Partition: meta.Partition, Offset: meta.Offset, Timestamp: meta.Timestamp}
+			if err := s.p.src.Codec.Decode(ctx, kr.Value, s.rec); err != nil {
+				s.p.decodeError(kr.Partition, kr.Offset, err)
+			} else {
+				start := len(arena)
+				var keep bool
+				if arena, keep = s.v.Append(arena, s.rec, meta); keep {
+					e.Data = arena[start:len(arena):len(arena)]
+				}
+			}
+			evs = append(evs, e)
+		}
+		s.pending[part] = evs
+		if len(evs) == 0 && fp.Next > s.pos[part] {
+			s.pos[part] = fp.Next
+		}
+	}
+	return nil
+}
+
+// merge takes pending events in timestamp order until max carry data.
+func (s *Sub) merge(max int) []Event {
+	out := s.scratch[:0]
+	data := 0
+	for data < max {
+		best := -1
+		for p := range s.pending {
+			if len(s.pending[p]) == 0 {
+				continue
+			}
+			if best < 0 || s.pending[p][0].Timestamp < s.pending[best][0].Timestamp {
+				best = p
+			}
+		}
+		if best < 0 {
+			break
+		}
+		e := s.pending[best][0]
+		s.pending[best] = s.pending[best][1:]
+		s.pos[best] = e.Offset + 1
+		if e.Data != nil {
+			data++
+		}
+		out = append(out, e)
+	}
+	s.scratch = out
+	return out
+}
