@@ -258,7 +258,9 @@ phase_kafka_up() {
 phase_integration() {
   [[ "$GO_PKGS_STATE" == none ]] && { note "no packages"; return $SKIP; }
   [[ -n "$BROKERS" ]] || { note "no broker (kafka-up failed)"; return 1; }
-  SLUICE_TEST_BROKERS="$BROKERS" go_test "integration vs real Kafka" \
+  local oauth=""
+  [[ -n "$KAFKA_RUN" && -f "$KAFKA_RUN/env" ]] && oauth="$(sed -n 's/^SLUICE_TEST_OAUTH_BROKERS=//p' "$KAFKA_RUN/env")"
+  SLUICE_TEST_OAUTH_BROKERS="$oauth" SLUICE_TEST_BROKERS="$BROKERS" go_test "integration vs real Kafka" \
     -race -count=1 -timeout "$GO_TEST_TIMEOUT" -run '^TestIntegration' "${GO_TEST_EXTRA[@]}" ./...
   local rc=$?
   if ((rc != 0)) && [[ -n "$KAFKA_RUN" && -f "$KAFKA_RUN/logs/server.log" ]]; then
