@@ -19,6 +19,8 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/sluicehq/sluice/gateway"
 	"github.com/sluicehq/sluice/gateway/internal/cursor"
@@ -666,5 +668,58 @@ func TestIntegrationShutdownEndsStreams(t *testing.T) {
 	}
 	if _, err := r.Next(); err != io.EOF && err != io.ErrUnexpectedEOF {
 		t.Fatalf("after shutdown: %v, want end of stream", err)
+	}
+}
+
+// TestIntegrationExternalSchemaRegistry: a record framed with a schema id
+// the catalog does not know is resolved through the configured Schema
+// Registry (a real HTTP registry: franz-go's srfake), then read as the
+// product's current schema.
+func TestIntegrationExternalSchemaRegistry(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	e := newEnv(t, func(c *gateway.Config) { c.SchemaRegistryURL = reg.URL() })
+	// A producer's newer writer schema: the current cdr schema plus a field
+	// sluice's catalog does not know (it is skipped on reading)...
+	p, _ := e.cat.Get("cdr")
+	var js map[string]any
+	if err := json.Unmarshal([]byte(p.Current().Schema.String()), &js); err != nil {
+		t.Fatal(err)
+	}
+	js["fields"] = append(js["fields"].([]any), map[string]any{"name": "tariff_code", "type": "string"})
+	writer, _ := json.Marshal(js)
+	reg.SeedSchema("telco.cdr-value", 7, 9001, sr.Schema{Schema: string(writer)})
+	// ... and one that lacks fields the reader needs: counted and skipped.
+	reg.SeedSchema("telco.cdr-value", 8, 9002, sr.Schema{Schema: `{"type":"record","name":"Cdr","namespace":"sluice.telco","fields":[{"name":"record_id","type":"string"}]}`})
+	ws, err := avro.Parse(string(writer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := sampleRecord(t, p.Current().Schema, "x")
+	val["record_id"], val["tariff_code"] = "from-registry", "T1"
+	body, err := avro.Marshal(ws, val)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(id uint32, b []byte) []byte {
+		return append(append([]byte{0}, binary.BigEndian.AppendUint32(nil, id)...), b...)
+	}
+	e.produceRaw(&kgo.Record{Topic: e.topic("cdr"), Value: frame(9002, []byte{2, 'x'})})
+	e.produceRaw(&kgo.Record{Topic: e.topic("cdr"), Value: frame(9001, body)})
+	var page struct{ Records []map[string]any }
+	waitFor(t, 10*time.Second, func() bool {
+		_, b := e.get("/v1/products/cdr/records?from=earliest")
+		json.Unmarshal(b, &page)
+		return len(page.Records) == 1
+	}, "the registry-framed record")
+	r := page.Records[0]
+	if r["record_id"] != "from-registry" || r["msisdn"] != "msisdn-x" {
+		t.Fatalf("record resolved wrongly: %v", r)
+	}
+	if v := metric(t, e, `sluice_decode_errors_total{product="cdr",reason="incompatible_schema"}`); v < 1 {
+		t.Fatalf("the incompatible record was not counted (%v)", v)
+	}
+	if _, ok := r["tariff_code"]; ok {
+		t.Fatalf("a writer-only field leaked into the output: %v", r)
 	}
 }

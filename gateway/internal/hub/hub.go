@@ -337,8 +337,11 @@ var decodeLog = newLogLimiter(10, time.Minute)
 
 func (p *Product) decodeError(part int32, off int64, err error) {
 	reason := "malformed"
-	if errors.Is(err, schemas.ErrUnknownSchemaID) {
+	switch {
+	case errors.Is(err, schemas.ErrUnknownSchemaID):
 		reason = "unknown_schema"
+	case errors.Is(err, schemas.ErrIncompatible):
+		reason = "incompatible_schema"
 	}
 	p.h.m.DecodeErrors.WithLabelValues(p.src.Product, reason).Inc()
 	if decodeLog.allow() {
