@@ -119,6 +119,10 @@ type Product struct {
 	// RetentionBytes bounds each partition's size (retention.bytes);
 	// default DefaultRetentionBytes.
 	RetentionBytes int64
+	// SubjectField names the field holding the subscriber a record is about
+	// (e.g. msisdn), the key of the consent topic; empty for products with
+	// no subscriber (network KPIs, device telemetry).
+	SubjectField string
 	// Source is the catalog file the product came from, e.g.
 	// "products/catalog/cdr.yaml".
 	Source string

@@ -34,7 +34,7 @@ const (
 
 // Keys of a product file. Anything else is an error.
 var (
-	productKeys        = []string{"id", "title", "description", "owner", "topic", "partitions", "framing", "schema", "classification", "freshness_sla", "replay_window", "retention_bytes"}
+	productKeys        = []string{"id", "title", "description", "owner", "topic", "partitions", "framing", "schema", "classification", "freshness_sla", "replay_window", "retention_bytes", "subject_field"}
 	requiredKeys       = []string{"id", "title", "description", "owner", "topic", "schema", "classification", "freshness_sla", "replay_window"}
 	ownerKeys          = []string{"team", "email"}
 	schemaKeys         = []string{"subject", "versions"}
@@ -281,12 +281,24 @@ func (fp *fileParser) parse(data []byte) *parsedProduct {
 			p.RetentionBytes = n
 		}
 	}
+	var subjectLine int
+	if e, ok := m["subject_field"]; ok {
+		p.SubjectField, _ = fp.str(e, "subject_field")
+		subjectLine = e.val.Line
+	}
 	schemaOK := false
 	if e, ok := m["schema"]; ok {
 		schemaOK = fp.schema(e, pp)
 	}
 	if e, ok := m["classification"]; ok && schemaOK {
 		fp.classification(e, p)
+	}
+	if p.SubjectField != "" && schemaOK {
+		if f, ok := p.Field(p.SubjectField); !ok {
+			fp.errorf(subjectLine, "subject_field", "subject_field %q is not a field of the current schema", p.SubjectField)
+		} else if f.Classification != ClassDirectIdentifier {
+			fp.errorf(subjectLine, "subject_field", "subject_field %q must be classified direct-identifier, not %s", p.SubjectField, f.Classification)
+		}
 	}
 	return pp
 }

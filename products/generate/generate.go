@@ -59,7 +59,8 @@ type Options struct {
 	// framing, whatever this says: the generator never writes what the
 	// product's readers do not expect.
 	Framing string
-	// ConsentOptOutRate is reserved for consent events; ignored for now.
+	// ConsentOptOutRate is the share of Run's records that are consent
+	// changes on ConsentTopic (default 0.01; negative: none).
 	ConsentOptOutRate float64
 	// Start is the event time of the first record Next returns; each call
 	// advances it by 1/Rate seconds. Default: time.Now() at New. Set it
@@ -349,6 +350,7 @@ func (g *Generator) Run(ctx context.Context, emit func(context.Context, Record) 
 	maxBacklog := int64(math.Max(1, rate/10))
 	start := time.Now()
 	var sent int64
+	var err error
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -366,8 +368,10 @@ func (g *Generator) Run(ctx context.Context, emit func(context.Context, Record) 
 			if ctx.Err() != nil {
 				return nil
 			}
-			rec, err := g.scheduled(now)
-			if err != nil {
+			var rec Record
+			if g.consentDue() {
+				rec = g.NextConsent()
+			} else if rec, err = g.scheduled(now); err != nil {
 				return err
 			}
 			if err := emit(ctx, rec); err != nil {
@@ -380,6 +384,20 @@ func (g *Generator) Run(ctx context.Context, emit func(context.Context, Record) 
 		wait := time.Until(start.Add(time.Duration(float64(sent) / rate * float64(time.Second))))
 		timer.Reset(max(wait, minWait))
 	}
+}
+
+// consentDue draws whether Run's next record is a consent change.
+func (g *Generator) consentDue() bool {
+	rate := g.opts.ConsentOptOutRate
+	if rate == 0 {
+		rate = 0.01
+	}
+	if rate < 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.r.Float64() < rate
 }
 
 // scheduled returns the next record of Run at wall time now: a
