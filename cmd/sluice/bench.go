@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,10 +68,12 @@ type benchOptions struct {
 	verify         bool
 	sample         int
 	sourceAddrs    int
+	fanoutParser   string
 	jsonOut        bool
 	cpuProfile     string
 	dataDir        string
 	seed           int64
+	repeat         int
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
@@ -95,10 +99,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.BoolVar(&o.verify, "verify", false, "parse every replayed record's JSON, check offsets are contiguous per partition and each record equals the baseline's encoding")
 	fs.IntVar(&o.sample, "sample", 1000, "without --verify, parse the JSON of every n-th replayed record")
 	fs.IntVar(&o.sourceAddrs, "source-addrs", 1, "spread client connections over 127.0.0.1..127.0.0.n (loopback targets; ~28k connections per source address and server port)")
+	fs.StringVar(&o.fanoutParser, "fanout-parser", "lean", "SSE parser of the fan-out subscribers: lean (allocation-free, this tool's) or sseclient (gateway/sseclient, several allocations per event); replay always uses sseclient")
 	fs.BoolVar(&o.jsonOut, "json", false, "print results as JSON instead of markdown")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases (this process) to this file")
 	fs.StringVar(&o.dataDir, "data-dir", "", "in-process gateway's data directory (default: a temporary one, removed afterwards)")
 	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
+	fs.IntVar(&o.repeat, "repeat", 1, "run baseline and replay this many times, alternating; the report shows medians")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -135,6 +141,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 		return nil, errors.New("bench: --duration must be > 0")
 	case o.sourceAddrs < 1 || o.sourceAddrs > 254:
 		return nil, errors.New("bench: --source-addrs must be 1..254")
+	case o.fanoutParser != "lean" && o.fanoutParser != "sseclient":
+		return nil, errors.New("bench: --fanout-parser must be lean or sseclient")
+	case o.repeat < 1 || o.repeat > 100:
+		return nil, errors.New("bench: --repeat must be 1..100")
 	case o.stall <= 0:
 		return nil, errors.New("bench: --stall must be > 0")
 	}
@@ -158,32 +168,35 @@ func parseCounts(s string) ([]int, error) {
 
 // benchReport is everything one run measured.
 type benchReport struct {
-	Command     string          `json:"command"`
-	GoVersion   string          `json:"go_version"`
-	OSArch      string          `json:"os_arch"`
-	GOMAXPROCS  int             `json:"gomaxprocs"`
-	NumCPU      int             `json:"num_cpu"`
-	MemTotalMB  int64           `json:"mem_total_mb"`
-	NoFile      uint64          `json:"rlimit_nofile"`
-	Mode        string          `json:"mode"` // in-process or target
-	Target      string          `json:"target"`
-	Brokers     []string        `json:"brokers"`
-	Product     string          `json:"product"`
-	Topic       string          `json:"topic"`
-	Partitions  int             `json:"partitions"`
-	N           int64           `json:"records_in_topic"`
-	Rate        float64         `json:"rate"`
-	Duration    string          `json:"duration"`
-	Preload     *preloadResult  `json:"preload,omitempty"`
-	Baseline    *baselineResult `json:"baseline,omitempty"`
-	Replay      *replayResult   `json:"sse_replay,omitempty"`
-	Ratio       float64         `json:"sse_to_baseline,omitempty"`
-	Fanout      []fanoutResult  `json:"fanout,omitempty"`
-	Errors      []string        `json:"errors,omitempty"`
-	Interrupted bool            `json:"interrupted,omitempty"`
-	LoadStart   string          `json:"loadavg_start"`
-	LoadEnd     string          `json:"loadavg_end"`
-	StartedAt   time.Time       `json:"started_at"`
+	Command      string           `json:"command"`
+	GoVersion    string           `json:"go_version"`
+	OSArch       string           `json:"os_arch"`
+	GOMAXPROCS   int              `json:"gomaxprocs"`
+	NumCPU       int              `json:"num_cpu"`
+	MemTotalMB   int64            `json:"mem_total_mb"`
+	NoFile       uint64           `json:"rlimit_nofile"`
+	Mode         string           `json:"mode"` // in-process or target
+	Target       string           `json:"target"`
+	Brokers      []string         `json:"brokers"`
+	Product      string           `json:"product"`
+	Topic        string           `json:"topic"`
+	Partitions   int              `json:"partitions"`
+	N            int64            `json:"records_in_topic"`
+	Rate         float64          `json:"rate"`
+	Duration     string           `json:"duration"`
+	Preload      *preloadResult   `json:"preload,omitempty"`
+	Baseline     *baselineResult  `json:"baseline,omitempty"`
+	Replay       *replayResult    `json:"sse_replay,omitempty"`
+	Ratio        float64          `json:"sse_to_baseline,omitempty"` // median of per-run ratios
+	Ratios       []float64        `json:"sse_to_baseline_runs,omitempty"`
+	BaselineRuns []baselineResult `json:"baseline_runs,omitempty"`
+	ReplayRuns   []replayResult   `json:"sse_replay_runs,omitempty"`
+	Fanout       []fanoutResult   `json:"fanout,omitempty"`
+	Errors       []string         `json:"errors,omitempty"`
+	Interrupted  bool             `json:"interrupted,omitempty"`
+	LoadStart    string           `json:"loadavg_start"`
+	LoadEnd      string           `json:"loadavg_end"`
+	StartedAt    time.Time        `json:"started_at"`
 }
 
 func bench(args []string, stdout, stderr io.Writer) error {
@@ -315,32 +328,60 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		hashes = newRecordHashes(rng)
 	}
 	want := rep.N
-	if o.phases["baseline"] && ctx.Err() == nil {
-		logf("baseline: franz-go consumer reading %d records", rep.N)
-		b, err := baseline(ctx, brokers, rep.Topic, rng, codec, hashes, 5*time.Minute)
-		if err != nil {
-			fail("baseline", err)
-		} else {
-			rep.Baseline = &b
-			want = b.Records
-			logf("baseline: %d records in %.3fs: %.0f records/s", b.Records, b.Seconds, b.RecordsPerS)
+	// Baseline and replay alternate --repeat times; the report shows the
+	// median run of each and the median of the per-pair ratios, which is
+	// robust to other load on the machine drifting between runs.
+	var ratios []float64
+	for run := 1; run <= o.repeat && ctx.Err() == nil; run++ {
+		var b *baselineResult
+		if o.phases["baseline"] {
+			logf("baseline %d/%d: franz-go consumer reading %d records", run, o.repeat, rep.N)
+			cpu0, srv0 := processCPU(), target.cpu(ctx, rep.Mode)
+			r, err := baseline(ctx, brokers, rep.Topic, rng, codec, hashes, 5*time.Minute)
+			if err != nil {
+				fail("baseline", err)
+				break
+			}
+			r.CPUSeconds = processCPU() - cpu0 + target.cpu(ctx, rep.Mode) - srv0
+			r.RecordsPerCPUS = float64(r.Records) / r.CPUSeconds
+			b = &r
+			rep.BaselineRuns = append(rep.BaselineRuns, r)
+			want = r.Records
+			logf("baseline %d/%d: %d records in %.3fs: %.0f records/s, %.2f CPU s", run, o.repeat, r.Records, r.Seconds, r.RecordsPerS, r.CPUSeconds)
+		}
+		if o.phases["replay"] && ctx.Err() == nil {
+			logf("SSE replay %d/%d: 1 subscriber reading %d records from=earliest", run, o.repeat, want)
+			cpu0, srv0 := processCPU(), target.cpu(ctx, rep.Mode)
+			r, err := replay(ctx, target, rng, want, o.sample, o.verify, hashes, o.stall)
+			r.CPUSeconds = processCPU() - cpu0 + target.cpu(ctx, rep.Mode) - srv0
+			if r.Complete {
+				r.RecordsPerCPUS = float64(r.Records) / r.CPUSeconds
+			}
+			rep.ReplayRuns = append(rep.ReplayRuns, r)
+			if err != nil {
+				fail("sse replay", err)
+				break
+			}
+			logf("SSE replay %d/%d: %d records in %.3fs: %.0f records/s, %.2f CPU s", run, o.repeat, r.Records, r.Seconds, r.RecordsPerS, r.CPUSeconds)
+			if b != nil && b.RecordsPerS > 0 {
+				ratios = append(ratios, r.RecordsPerS/b.RecordsPerS)
+			}
+			if o.verify && (r.Mismatches > 0 || r.OrderErrors > 0) {
+				fail("verify", fmt.Errorf("%d records differ from the baseline encoding, %d gaps or duplicates", r.Mismatches, r.OrderErrors))
+			}
 		}
 	}
-	if o.phases["replay"] && ctx.Err() == nil {
-		logf("SSE replay: 1 subscriber reading %d records from=earliest", want)
-		r, err := replay(ctx, target, rng, want, o.sample, o.verify, hashes, o.stall)
+	if len(rep.BaselineRuns) > 0 {
+		b := medianBy(rep.BaselineRuns, func(r baselineResult) float64 { return r.RecordsPerS })
+		rep.Baseline = &b
+	}
+	if len(rep.ReplayRuns) > 0 {
+		r := medianBy(rep.ReplayRuns, func(r replayResult) float64 { return r.RecordsPerS })
 		rep.Replay = &r
-		if err != nil {
-			fail("sse replay", err)
-		} else {
-			logf("SSE replay: %d records in %.3fs: %.0f records/s", r.Records, r.Seconds, r.RecordsPerS)
-		}
-		if r.Complete && rep.Baseline != nil && rep.Baseline.RecordsPerS > 0 {
-			rep.Ratio = r.RecordsPerS / rep.Baseline.RecordsPerS
-		}
-		if o.verify && (r.Mismatches > 0 || r.OrderErrors > 0) {
-			fail("verify", fmt.Errorf("%d records differ from the baseline encoding, %d gaps or duplicates", r.Mismatches, r.OrderErrors))
-		}
+	}
+	if len(ratios) > 0 {
+		rep.Ratio = median(ratios)
+		rep.Ratios = ratios
 	}
 	if o.phases["fanout"] && ctx.Err() == nil && len(o.subscribers) > 0 {
 		pool := make([]generate.Record, 0, 4096)
@@ -361,7 +402,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 				break
 			}
 			runtime.GC() // start each round from a collected heap
-			fr, err := fanout(ctx, target, lp, n, o.rate, o.duration, o.drain, o.connectTimeout, logf)
+			fr, err := fanout(ctx, target, lp, n, o.rate, o.duration, o.drain, o.connectTimeout, o.fanoutParser, logf)
 			if err != nil {
 				fail(fmt.Sprintf("fan-out %d", n), err)
 			}
@@ -376,6 +417,23 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		rep.Interrupted = true
 	}
 	return finishBench(rep, o, stdout)
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// medianBy returns the run with the median key (the lower middle one for
+// an even count, so it is always a real run).
+func medianBy[T any](runs []T, key func(T) float64) T {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+	return s[(len(s)-1)/2]
 }
 
 func finishBench(rep *benchReport, o *benchOptions, stdout io.Writer) error {
@@ -517,10 +575,18 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 	fmt.Fprintf(w, "- started %s; load average (1/5/15 min) %s at start, %s at end\n", r.StartedAt.Format(time.RFC3339), r.LoadStart, r.LoadEnd)
 
 	if r.Baseline != nil || r.Replay != nil {
-		fmt.Fprintf(w, "\n### Replay throughput (N records, one reader)\n\n")
-		fmt.Fprintf(w, "| path | records | seconds | records/s | vs baseline |\n|---|---:|---:|---:|---:|\n")
+		runs := ""
+		if n := max(len(r.BaselineRuns), len(r.ReplayRuns)); n > 1 {
+			runs = fmt.Sprintf(", median of %d alternating runs", n)
+		}
+		fmt.Fprintf(w, "\n### Replay throughput (N records, one reader%s)\n\n", runs)
+		cpuWho := "bench + gateway processes"
+		if r.Mode == "in-process" {
+			cpuWho = "whole process: broker, gateway, client"
+		}
+		fmt.Fprintf(w, "| path | records | seconds | records/s | vs baseline | CPU s (%s) | records per CPU s |\n|---|---:|---:|---:|---:|---:|---:|\n", cpuWho)
 		if b := r.Baseline; b != nil {
-			fmt.Fprintf(w, "| franz-go consumer + decode + identity JSON (baseline) | %d | %.3f | %.0f | 1.00 |\n", b.Records, b.Seconds, b.RecordsPerS)
+			fmt.Fprintf(w, "| franz-go consumer + decode + identity JSON (baseline) | %d | %.3f | %.0f | 1.00 | %.2f | %.0f |\n", b.Records, b.Seconds, b.RecordsPerS, b.CPUSeconds, b.RecordsPerCPUS)
 		}
 		if s := r.Replay; s != nil {
 			ratio := "-"
@@ -528,10 +594,17 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 				ratio = fmt.Sprintf("%.2f", r.Ratio)
 			}
 			if s.Complete {
-				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d | %.3f | %.0f | %s |\n", s.Records, s.Seconds, s.RecordsPerS, ratio)
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d | %.3f | %.0f | %s | %.2f | %.0f |\n", s.Records, s.Seconds, s.RecordsPerS, ratio, s.CPUSeconds, s.RecordsPerCPUS)
 			} else {
-				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d (incomplete) | - | - | - |\n", s.Records)
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d (incomplete) | - | - | - | - | - |\n", s.Records)
 			}
+		}
+		if len(r.Ratios) > 1 {
+			fmt.Fprint(w, "\nPer-run records/s, baseline / SSE (ratio):")
+			for i := range r.Ratios {
+				fmt.Fprintf(w, " %.0f / %.0f (%.2f);", r.BaselineRuns[i].RecordsPerS, r.ReplayRuns[i].RecordsPerS, r.Ratios[i])
+			}
+			fmt.Fprintln(w)
 		}
 		if b := r.Baseline; b != nil {
 			fmt.Fprintf(w, "\nBaseline: mean JSON record %.0f B, %d decode errors.", b.AvgJSONSize, b.DecodeErrors)
@@ -546,13 +619,13 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 		fmt.Fprintln(w)
 	}
 	if len(r.Fanout) > 0 {
-		fmt.Fprintf(w, "\n### Live fan-out (from=latest, %.0f records/s for %s, latency = receive time - Kafka timestamp)\n\n", r.Rate, r.Duration)
+		fmt.Fprintf(w, "\n### Live fan-out (from=latest, %.0f records/s for %s, latency = receive time - Kafka timestamp, %s SSE parser)\n\n", r.Rate, r.Duration, r.Fanout[0].Parser)
 		cpu := "CPU s (gateway process / bench process)"
 		if r.Mode == "in-process" {
 			cpu = "CPU s (whole process)"
 		}
-		fmt.Fprintf(w, "| subscribers | produced | delivered / expected | aggregate records/s | per-subscriber records/s min / median / max | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | gateway RSS MiB idle / connected | %s |\n", cpu)
-		fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		fmt.Fprintf(w, "| subscribers | produced | delivered / expected | aggregate records/s | per-subscriber records/s min / median / max | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | catch-up reads | gateway RSS MiB idle / connected | %s |\n", cpu)
+		fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, f := range r.Fanout {
 			errs := strconv.Itoa(f.Errors)
 			if f.ProduceErrors > 0 {
@@ -565,11 +638,11 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 			if r.Mode == "in-process" {
 				cpuCell = fmt.Sprintf("%.1f", f.BenchCPU)
 			}
-			fmt.Fprintf(w, "| %d | %d | %d / %d | %.0f | %.0f / %.0f / %.0f | %s | %s | %s | %s | %s | %s | %.0f / %.0f | %s |\n",
+			fmt.Fprintf(w, "| %d | %d | %d / %d | %.0f | %.0f / %.0f / %.0f | %s | %s | %s | %s | %s | %s | %.0f | %.0f / %.0f | %s |\n",
 				f.Subscribers, f.Produced, f.Delivered, f.Expected, f.AggregatePerS,
 				f.PerSubMinPerS, f.PerSubMedPerS, f.PerSubMaxPerS,
 				fmtMs(f.P50ms), fmtMs(f.P90ms), fmtMs(f.P99ms), fmtMs(f.P999ms), fmtMs(f.MaxMs),
-				errs, f.ServerRSSIdleMB, f.ServerRSSMB, cpuCell)
+				errs, f.CatchUpReads, f.ServerRSSIdleMB, f.ServerRSSMB, cpuCell)
 		}
 		for _, f := range r.Fanout {
 			if f.ErrorSample != "" {

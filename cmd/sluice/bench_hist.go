@@ -131,6 +131,13 @@ var timestampKey = []byte(`"_timestamp":"`)
 // (2006-01-02T15:04:05.000Z, as sluice writes it) is parsed by hand; other
 // RFC 3339 forms fall back to time.Parse.
 func extractTimestamp(data []byte) (int64, bool) {
+	// Fast path: sluice ends every record with `"_timestamp":"<24 chars>"}`.
+	if n := len(data); n >= len(timestampKey)+26 && data[n-1] == '}' && data[n-2] == '"' &&
+		bytes.Equal(data[n-26-len(timestampKey):n-26], timestampKey) {
+		if ms, ok := parseMillisUTC(data[n-26 : n-2]); ok {
+			return ms, true
+		}
+	}
 	i := bytes.LastIndex(data, timestampKey)
 	if i < 0 {
 		return 0, false

@@ -177,6 +177,10 @@ type baselineResult struct {
 	RecordsPerS  float64 `json:"records_per_s"`
 	JSONBytes    int64   `json:"json_bytes"`
 	AvgJSONSize  float64 `json:"avg_json_bytes"`
+	// CPUSeconds is the CPU time the run took: this process, plus the
+	// --target's gateway process (from its /metrics) when there is one.
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	RecordsPerCPUS float64 `json:"records_per_cpu_second"`
 }
 
 // recordHashes holds a hash of the baseline's encoding of every record, by
@@ -290,7 +294,7 @@ func (lp *liveProducer) Close() { lp.cl.Close() }
 
 // run produces at rate records/s for d and returns how many it handed to
 // the client; it then waits for their acknowledgements.
-func (lp *liveProducer) run(ctx context.Context, rate float64, d time.Duration) (int64, time.Duration, error) {
+func (lp *liveProducer) run(ctx context.Context, rate float64, d, flushTimeout time.Duration) (int64, time.Duration, error) {
 	start := time.Now()
 	var sent int64
 	total := int64(rate * d.Seconds())
@@ -316,9 +320,12 @@ func (lp *liveProducer) run(ctx context.Context, rate float64, d time.Duration) 
 		}
 	}
 	elapsed := time.Since(start)
-	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
 	err := lp.cl.Flush(fctx)
+	if err != nil {
+		err = fmt.Errorf("acknowledgements not all received within %s: %w", flushTimeout, err)
+	}
 	if e, ok := lp.first.Load().(error); ok && err == nil {
 		err = e
 	}

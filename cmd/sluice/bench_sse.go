@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -106,6 +105,7 @@ type serverStats struct {
 	cpuSeconds float64
 	goroutines float64
 	delivered  float64
+	catchUp    float64
 }
 
 func (t httpTarget) stats(ctx context.Context) (serverStats, error) {
@@ -123,17 +123,35 @@ func (t httpTarget) stats(ctx context.Context) (serverStats, error) {
 	s.rssBytes, _ = metricValue(b, "process_resident_memory_bytes")
 	s.cpuSeconds, _ = metricValue(b, "process_cpu_seconds_total")
 	s.goroutines, _ = metricValue(b, "go_goroutines")
+	s.catchUp, _ = metricValue(b, "sluice_direct_reads_total", prod, `reason="catch_up"`)
 	return s, nil
 }
 
+// cpu returns the target gateway process's CPU seconds, or 0 when the
+// gateway runs in this process (its CPU is then part of processCPU).
+func (t httpTarget) cpu(ctx context.Context, mode string) float64 {
+	if mode == "in-process" {
+		return 0
+	}
+	st, err := t.stats(ctx)
+	if err != nil {
+		return 0
+	}
+	return st.cpuSeconds
+}
+
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64 // bytes read
+	reads int64 // Read calls that returned bytes
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if n > 0 {
+		c.reads++
+	}
 	return n, err
 }
 
@@ -149,6 +167,9 @@ type replayResult struct {
 	Mismatches    int64   `json:"mismatches"`
 	OrderErrors   int64   `json:"gap_or_duplicate"`
 	Complete      bool    `json:"complete"`
+	// CPUSeconds: as for the baseline.
+	CPUSeconds     float64 `json:"cpu_seconds"`
+	RecordsPerCPUS float64 `json:"records_per_cpu_second"`
 }
 
 // replay reads want records from=earliest over one SSE stream. JSON is
@@ -271,6 +292,7 @@ type fanoutResult struct {
 	Connected       int     `json:"connected"`
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	Rate            float64 `json:"rate"`
+	Parser          string  `json:"parser"`
 	Produced        int64   `json:"produced"`
 	ProduceSeconds  float64 `json:"produce_seconds"`
 	ProduceErrors   int64   `json:"produce_errors"`
@@ -296,6 +318,7 @@ type fanoutResult struct {
 	ServerCPU       float64 `json:"server_cpu_seconds"`
 	BenchCPU        float64 `json:"bench_process_cpu_seconds"`
 	Goroutines      float64 `json:"server_goroutines_connected"`
+	CatchUpReads    float64 `json:"catch_up_direct_reads"`
 }
 
 type fanSub struct {
@@ -319,8 +342,8 @@ func processCPU() float64 {
 // them as active streams, produces at rate for d, waits up to drain for the
 // records to arrive, and measures produce-to-receive latency from each
 // record's _timestamp (the Kafka timestamp the producer set).
-func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate float64, d, drain, connectTimeout time.Duration, log func(string, ...any)) (fanoutResult, error) {
-	res := fanoutResult{Subscribers: n, Rate: rate}
+func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate float64, d, drain, connectTimeout time.Duration, parser string, log func(string, ...any)) (fanoutResult, error) {
+	res := fanoutResult{Subscribers: n, Rate: rate, Parser: parser}
 	before, err := t.stats(ctx)
 	if err != nil {
 		return res, err
@@ -370,19 +393,29 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 				return
 			}
 			connected.Add(1)
-			rd := sseclient.NewReader(resp.Body)
+			// Events that arrived in one read share its receive time: the
+			// clock is read once per read from the socket, not per event.
+			body := &countingReader{r: resp.Body}
+			var src eventSource = newLeanScanner(body)
+			if parser == "sseclient" {
+				src = sseclientSource{sseclient.NewReader(body)}
+			}
+			var now time.Time
+			var reads int64
 			for {
-				ev, err := rd.Next()
+				typ, data, err := src.next()
 				if err != nil {
 					if sctx.Err() == nil {
 						s.err = err
 					}
 					return
 				}
-				now := time.Now()
-				switch ev.Type {
+				if body.reads != reads {
+					reads, now = body.reads, time.Now()
+				}
+				switch string(typ) {
 				case "record":
-					ts, ok := extractTimestamp(ev.Data)
+					ts, ok := extractTimestamp(data)
 					if !ok {
 						s.bad++
 						continue
@@ -391,7 +424,7 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 					s.last = now
 					s.count.Add(1)
 				case "error", "shutdown":
-					s.err = fmt.Errorf("server sent %s: %.200s", ev.Type, ev.Data)
+					s.err = fmt.Errorf("server sent %s: %.200s", typ, data)
 					return
 				}
 			}
@@ -429,7 +462,7 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 	lp.acked.Store(0)
 	lp.errs.Store(0)
 	prodStart := time.Now()
-	produced, prodElapsed, perr := lp.run(ctx, rate, d)
+	produced, prodElapsed, perr := lp.run(ctx, rate, d, max(drain, 30*time.Second))
 	res.Produced = produced
 	res.ProduceSeconds = prodElapsed.Seconds()
 	res.ProduceErrors = lp.errs.Load()
@@ -452,6 +485,7 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 	}
 	statsEnd, _ := t.stats(ctx)
 	res.ServerCPU = statsEnd.cpuSeconds - statsStart.cpuSeconds
+	res.CatchUpReads = statsEnd.catchUp - statsStart.catchUp
 	res.BenchCPU = processCPU() - cpuStart
 	res.ServerRSSEndMB = statsEnd.rssBytes / (1 << 20)
 	cancelSubs()
@@ -513,7 +547,7 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 		return res, ctx.Err()
 	}
 	if perr != nil {
-		return res, errors.Join(fmt.Errorf("fan-out %d: producer", n), perr)
+		return res, fmt.Errorf("producer: %w", perr)
 	}
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/gateway/sseclient"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 )
@@ -290,4 +292,103 @@ func TestCommandLine(t *testing.T) {
 	if got != `sluice bench --rate 100 --subscribers 1,10 --target "http://a b"` {
 		t.Fatal(got)
 	}
+}
+
+// sluiceStream returns n record events as sluice writes them, with a
+// leading comment and retry hint, heartbeats and a cursor event mixed in.
+func sluiceStream(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(": sluice stream of cdr\nretry: 2000\n\n")
+	for i := range n {
+		fmt.Fprintf(&b, "id: c1AAAAAAAAAAAAAAAAAAAAAA%d\nevent: record\ndata: {\"record_id\":\"r-%d\",\"msisdn\":\"4917000%05d\",\"_partition\":%d,\"_offset\":%d,\"_timestamp\":\"2026-11-25T10:00:00.123Z\"}\n\n", i, i, i, i%6, i)
+		if i%7 == 0 {
+			b.WriteString(": heartbeat\n\n")
+		}
+		if i%11 == 0 {
+			b.WriteString("id: c1X\nevent: cursor\ndata: {\"cursor\":\"c1X\"}\n\n")
+		}
+	}
+	return b.Bytes()
+}
+
+func TestLeanScannerMatchesSSEClient(t *testing.T) {
+	streams := map[string][]byte{
+		"sluice": sluiceStream(300),
+		"crlf":   bytes.ReplaceAll(sluiceStream(50), []byte("\n"), []byte("\r\n")),
+		"edge":   []byte(": c\n\nevent: a\n\ndata\n\ndata: x\ndata: y\n\ndata:nospace\nevent: e\n\ndata:  two spaces\n\nid: 9\nevent: record\ndata: {}\n\n"),
+		"long":   []byte("event: record\ndata: " + strings.Repeat("x", 200_000) + "\n\n"),
+	}
+	for name, in := range streams {
+		t.Run(name, func(t *testing.T) {
+			ref := sseclient.NewReader(bytes.NewReader(in))
+			lean := newLeanScanner(bytes.NewReader(in))
+			for i := 0; ; i++ {
+				want, werr := ref.Next()
+				typ, data, err := lean.next()
+				if (werr == nil) != (err == nil) {
+					t.Fatalf("event %d: sseclient err %v, lean err %v", i, werr, err)
+				}
+				if werr != nil {
+					return
+				}
+				if string(typ) != want.Type || !bytes.Equal(data, want.Data) {
+					t.Fatalf("event %d: lean (%q, %.80q), sseclient (%q, %.80q)", i, typ, data, want.Type, want.Data)
+				}
+			}
+		})
+	}
+}
+
+func TestLeanScannerAllocs(t *testing.T) {
+	in := sluiceStream(2000)
+	lean := newLeanScanner(bytes.NewReader(in))
+	lean.next() // warm up the buffers
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, _, err := lean.next(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("lean scanner allocates %v times per event", n)
+	}
+}
+
+// BenchmarkSSEParse compares the fan-out clients' per-event cost: the
+// bench's lean scanner and gateway/sseclient, on sluice's event format.
+func BenchmarkSSEParse(b *testing.B) {
+	in := sluiceStream(10_000)
+	records := int64(bytes.Count(in, []byte("event: record\n")))
+	b.Run("lean", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		for b.Loop() {
+			s := newLeanScanner(bytes.NewReader(in))
+			for {
+				typ, data, err := s.next()
+				if err != nil {
+					break
+				}
+				if string(typ) == "record" {
+					extractTimestamp(data)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*records), "ns/record")
+	})
+	b.Run("sseclient", func(b *testing.B) {
+		b.SetBytes(int64(len(in)))
+		b.ReportAllocs()
+		for b.Loop() {
+			r := sseclient.NewReader(bytes.NewReader(in))
+			for {
+				ev, err := r.Next()
+				if err != nil {
+					break
+				}
+				if ev.Type == "record" {
+					extractTimestamp(ev.Data)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*records), "ns/record")
+	})
 }

@@ -589,18 +589,15 @@ func oaStream(t *testing.T, g *oaGateway) {
 // 410 answers.
 func oaExpired(t *testing.T, g *oaGateway) {
 	const product = "device-telemetry"
-	var old string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		p := g.page("/v1/products/" + product + "/records?from=earliest&limit=1")
-		if len(p.Records) == 1 {
-			old = p.NextCursor
-			break
-		}
+	// Enough records that deleting them all expires the cursor after the
+	// first one in at least one partition.
+	for deadline := time.Now().Add(10 * time.Second); len(g.page("/v1/products/"+product+"/records?from=earliest&limit=10").Records) < 10; {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s records within 10s", product)
+			t.Fatalf("fewer than 10 %s records after 10s", product)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	old := g.page("/v1/products/" + product + "/records?from=earliest&limit=1").NextCursor
 	prod, _ := g.gw.Catalog().Get(product)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(g.gw.KafkaAddr()))
 	if err != nil {

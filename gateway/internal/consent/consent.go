@@ -31,9 +31,9 @@ type Store struct {
 	bits    map[string]uint64 // purpose -> bit
 	applied atomic.Uint64     // consent records applied
 
-	ready    chan struct{}
-	errMu    sync.Mutex
-	err      error
+	ready chan struct{}
+	errMu sync.Mutex
+	err   error
 }
 
 // New creates a store reading topic.

@@ -38,8 +38,8 @@ func mvnoBPlan(t testing.TB, l *schemas.Layout, optedOut map[string]bool) view.P
 	mvno, _ := l.Field("mvno_id")
 	idx := mvno.Index
 	return view.Plan{
-		Key: "mvno-b/cdr/network-analytics/r1",
-		Row: func(r *schemas.Record) bool { return string(r.Values[idx].Bytes) == "mvno-b" },
+		Key:     "mvno-b/cdr/network-analytics/r1",
+		Row:     func(r *schemas.Record) bool { return string(r.Values[idx].Bytes) == "mvno-b" },
 		Consent: func(subject []byte) bool { return optedOut[string(subject)] },
 		Subject: "msisdn",
 		Fields: []view.FieldPlan{
