@@ -50,6 +50,14 @@ type Config struct {
 	// Empty means the catalog built into the binary.
 	CatalogDir string `yaml:"catalog_dir"`
 	SchemaDir  string `yaml:"schema_dir"`
+	// PseudonymSecretFile holds the hex server secret per-partner pseudonym
+	// keys derive from; default <data-dir>/auth/pseudonym-secret, created
+	// on first start. SLUICE_PSEUDONYM_SECRET overrides it. Replicas must
+	// share it.
+	PseudonymSecretFile string `yaml:"pseudonym_secret_file"`
+	// ConsentTopic is the compacted topic of subscriber consent. Default
+	// "telco.consent" (after TopicPrefix).
+	ConsentTopic string `yaml:"consent_topic"`
 	// TopicPrefix is put before every product's topic name, e.g. "prod.".
 	TopicPrefix string `yaml:"topic_prefix"`
 	// Kafka is how to reach an existing cluster (ignored for the embedded one).
@@ -154,6 +162,9 @@ func (c *Config) defaults() {
 	}
 	if c.GenerateRate == 0 {
 		c.GenerateRate = 50
+	}
+	if c.ConsentTopic == "" {
+		c.ConsentTopic = "telco.consent"
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second

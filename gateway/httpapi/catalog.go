@@ -62,6 +62,9 @@ func describe(p *products.Product, withFields bool) productJSON {
 }
 
 func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
+	if !onlyParams(w, r) {
+		return
+	}
 	list := make([]productJSON, 0, len(s.cfg.Catalog.Products))
 	for _, p := range s.cfg.Catalog.Products {
 		list = append(list, describe(p, false))
@@ -71,7 +74,7 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) {
 	p, _, ok := s.product(w, r)
-	if !ok {
+	if !ok || !onlyParams(w, r) {
 		return
 	}
 	writeJSON(w, http.StatusOK, describe(p, true))
@@ -81,7 +84,7 @@ func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) {
 // ?version=N.
 func (s *Server) getSchema(w http.ResponseWriter, r *http.Request) {
 	p, _, ok := s.product(w, r)
-	if !ok {
+	if !ok || !onlyParams(w, r, "version") {
 		return
 	}
 	sv := p.Current()
@@ -98,5 +101,9 @@ func (s *Server) getSchema(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Sluice-Schema-Version", strconv.Itoa(sv.Version))
 	w.Header().Set("Sluice-Schema-Id", strconv.Itoa(sv.ID))
-	_, _ = w.Write([]byte(sv.Schema.String()))
+	text := sv.Text // as the data owner wrote it: docs and defaults included
+	if text == "" {
+		text = sv.Schema.String()
+	}
+	_, _ = w.Write([]byte(text))
 }

@@ -19,33 +19,31 @@ type Problem struct {
 
 // Problem types. Their URNs never change; titles are informative.
 const (
-	ProblemUnknownProduct  = "urn:sluice:problem:unknown-product"
-	ProblemInvalidCursor   = "urn:sluice:problem:invalid-cursor"
-	ProblemInvalidFrom     = "urn:sluice:problem:invalid-from"
-	ProblemInvalidLimit    = "urn:sluice:problem:invalid-limit"
-	ProblemInvalidQuery    = "urn:sluice:problem:invalid-query"
-	ProblemCursorExpired   = "urn:sluice:problem:cursor-expired"
-	ProblemNotFound        = "urn:sluice:problem:not-found"
-	ProblemMethod          = "urn:sluice:problem:method-not-allowed"
-	ProblemUpstream        = "urn:sluice:problem:upstream-unavailable"
-	ProblemShuttingDown    = "urn:sluice:problem:shutting-down"
-	ProblemInternal        = "urn:sluice:problem:internal"
-	ProblemStreamSupported = "urn:sluice:problem:streaming-unsupported"
+	ProblemUnknownProduct = "urn:sluice:problem:unknown-product"
+	ProblemInvalidCursor  = "urn:sluice:problem:invalid-cursor"
+	ProblemInvalidFrom    = "urn:sluice:problem:invalid-from"
+	ProblemInvalidLimit   = "urn:sluice:problem:invalid-limit"
+	ProblemInvalidQuery   = "urn:sluice:problem:invalid-query"
+	ProblemCursorExpired  = "urn:sluice:problem:cursor-expired"
+	ProblemNotFound       = "urn:sluice:problem:not-found"
+	ProblemMethod         = "urn:sluice:problem:method-not-allowed"
+	ProblemUpstream       = "urn:sluice:problem:upstream-unavailable"
+	ProblemShuttingDown   = "urn:sluice:problem:shutting-down"
+	ProblemInternal       = "urn:sluice:problem:internal"
 )
 
 var titles = map[string]string{
-	ProblemUnknownProduct:  "Unknown data product",
-	ProblemInvalidCursor:   "Invalid cursor",
-	ProblemInvalidFrom:     "Invalid start position",
-	ProblemInvalidLimit:    "Invalid limit",
-	ProblemInvalidQuery:    "Invalid query",
-	ProblemCursorExpired:   "Cursor older than the product's retention",
-	ProblemNotFound:        "Not found",
-	ProblemMethod:          "Method not allowed",
-	ProblemUpstream:        "Upstream Kafka unavailable",
-	ProblemShuttingDown:    "Server shutting down",
-	ProblemInternal:        "Internal error",
-	ProblemStreamSupported: "Streaming not supported by this connection",
+	ProblemUnknownProduct: "Unknown data product",
+	ProblemInvalidCursor:  "Invalid cursor",
+	ProblemInvalidFrom:    "Invalid start position",
+	ProblemInvalidLimit:   "Invalid limit",
+	ProblemInvalidQuery:   "Invalid query",
+	ProblemCursorExpired:  "Cursor older than the product's retention",
+	ProblemNotFound:       "Not found",
+	ProblemMethod:         "Method not allowed",
+	ProblemUpstream:       "Upstream Kafka unavailable",
+	ProblemShuttingDown:   "Server shutting down",
+	ProblemInternal:       "Internal error",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {

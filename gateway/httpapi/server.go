@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -87,7 +88,7 @@ func New(cfg Config) *Server {
 	r.Use(recoverer(cfg.Log))
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Handle("/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openapi)
 		r.Get("/products", s.listProducts)
@@ -151,7 +152,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	} else {
 		checks["catalog"] = "ok"
 	}
-	for _, p := range s.cfg.Catalog.Products {
+	var prods []*products.Product
+	if s.cfg.Catalog != nil {
+		prods = s.cfg.Catalog.Products
+	}
+	for _, p := range prods {
 		hp := s.cfg.Hub.Product(p.ID)
 		if hp == nil {
 			continue
@@ -168,6 +173,26 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status, code = "not ready", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, map[string]any{"status": status, "checks": checks})
+}
+
+// onlyParams writes a 400 and returns false when the query has a parameter
+// not in allowed: a typo must not silently change what is served.
+func onlyParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	for k := range r.URL.Query() {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || k == a
+		}
+		if !ok {
+			what := "no query parameters"
+			if len(allowed) > 0 {
+				what = "only " + strings.Join(allowed, ", ")
+			}
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; this endpoint takes "+what))
+			return false
+		}
+	}
+	return true
 }
 
 // product resolves {id} or writes a 404.
