@@ -128,6 +128,9 @@ func NewGoverned(l *schemas.Layout, p Plan) (*Governed, error) {
 			}
 			if t.Op() == masking.OpGeneraliseLocation {
 				other, isLat := coordinatePair(l, f.Name)
+				if sp := t.Spec(); sp.Pair != "" { // the policy names the pair
+					other, isLat = sp.Pair, sp.Axis != masking.AxisLon
+				}
 				of2, ok := l.Field(other)
 				if other == "" || !ok || (of2.Kind != schemas.KindDouble && of2.Kind != schemas.KindFloat) {
 					return nil, fmt.Errorf("%w: generalise-location on %q needs its coordinate pair (lat/lon)", ErrPlan, f.Name)
