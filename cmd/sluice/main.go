@@ -1,6 +1,7 @@
 // Command sluice is the governed data-sharing gateway.
 //
 //	sluice serve [flags]     run the gateway (embedded broker and generator by default)
+//	sluice token --partner ID  print a dev token for a demo partner
 //	sluice bench [flags]     measure end-to-end SSE throughput and latency
 //	sluice version
 package main
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(args[1:], stdout, stderr)
 	case "bench":
 		err = bench(args[1:], stdout, stderr)
+	case "token":
+		err = tokenCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "--help":
@@ -63,6 +66,7 @@ func usage(w io.Writer) {
 commands:
   serve     run the gateway; with no flags: embedded Kafka broker, synthetic
             telco data and the HTTP API on 127.0.0.1:8080
+  token     print a development bearer token for a demo partner
   bench     end-to-end SSE throughput and produce-to-receive latency
   version   print the version
 
