@@ -62,6 +62,13 @@ type Config struct {
 	TopicPrefix string `yaml:"topic_prefix"`
 	// Kafka is how to reach an existing cluster (ignored for the embedded one).
 	Kafka KafkaConfig `yaml:"kafka"`
+	// Auth says which bearer tokens identify partners.
+	Auth AuthConfig `yaml:"auth"`
+	// Policy locates the Rego policy.
+	Policy PolicyConfig `yaml:"policy"`
+	// PartnersFile is the partner registry (YAML). Default: the built-in
+	// demo registry.
+	PartnersFile string `yaml:"partners_file"`
 	// Stream tunes SSE streams.
 	Stream StreamYAML `yaml:"stream"`
 	// Hub tunes the shared upstream readers.
@@ -95,6 +102,33 @@ func (s StreamYAML) config() httpapi.StreamConfig {
 
 func (h HubYAML) config() hub.Config {
 	return hub.Config{RingSize: h.RingSize, MaxWait: h.MaxWait, FetchBytes: h.FetchBytes}
+}
+
+// AuthConfig configures token verification. With none of JWKSURL,
+// StaticKeyFiles or HS256 set, the gateway trusts its development key
+// (<data-dir>/auth/dev-signing-key.pem, tokens from `sluice token`) if
+// DevKey allows it: by default only with the embedded broker.
+type AuthConfig struct {
+	Issuer         string        `yaml:"issuer"`           // required iss; dev default "sluice-dev"
+	Audience       string        `yaml:"audience"`         // required aud; dev default "sluice"
+	JWKSURL        string        `yaml:"jwks_url"`         // fetched, cached, refreshed
+	StaticKeyFiles []string      `yaml:"static_key_files"` // PEM public keys
+	AllowHS256     bool          `yaml:"allow_hs256"`      // off unless set
+	HS256SecretEnv string        `yaml:"hs256_secret_env"` // env var holding the HS256 secret
+	Skew           time.Duration `yaml:"skew"`             // default 30s
+	PartnerClaim   string        `yaml:"partner_claim"`    // default "sub"
+	// DevKey trusts the data directory's development key. Default: true
+	// with the embedded broker, false otherwise.
+	DevKey *bool `yaml:"dev_key"`
+}
+
+// PolicyConfig locates the policy.
+type PolicyConfig struct {
+	// Dir holds the *.rego files (and *_test.rego). Default: the built-in
+	// policy. A directory is watched and reloaded on change.
+	Dir string `yaml:"dir"`
+	// WatchInterval is how often Dir is checked. Default 250ms.
+	WatchInterval time.Duration `yaml:"watch_interval"`
 }
 
 // KafkaConfig says how to connect to an existing cluster.
@@ -162,6 +196,13 @@ func (c *Config) defaults() {
 	}
 	if c.GenerateRate == 0 {
 		c.GenerateRate = 50
+	}
+	if c.Auth.DevKey == nil {
+		d := c.embedded() && c.Auth.JWKSURL == "" && len(c.Auth.StaticKeyFiles) == 0 && !c.Auth.AllowHS256
+		c.Auth.DevKey = &d
+	}
+	if c.Policy.WatchInterval <= 0 {
+		c.Policy.WatchInterval = 250 * time.Millisecond
 	}
 	if c.ConsentTopic == "" {
 		c.ConsentTopic = "telco.consent"

@@ -21,11 +21,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/httpapi"
+	"github.com/sluicehq/sluice/gateway/internal/consent"
 	"github.com/sluicehq/sluice/gateway/internal/hub"
 	"github.com/sluicehq/sluice/gateway/internal/metrics"
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 	"github.com/sluicehq/sluice/schemas"
@@ -44,7 +48,12 @@ type Gateway struct {
 	hub     *hub.Hub
 	api     *httpapi.Server
 	httpLn  net.Listener
-	views   map[string]view.View
+
+	partners *products.Partners
+	engine   *policy.Engine
+	verifier *auth.Verifier
+	consent  *consent.Store
+	access   *access
 
 	streams       context.Context
 	cancelStreams context.CancelFunc
@@ -58,13 +67,27 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, metrics: metrics.New(), views: map[string]view.View{}}
+	g := &Gateway{cfg: cfg, metrics: metrics.New()}
 	var err error
 	if g.catalog, err = loadCatalog(cfg); err != nil {
 		return nil, err
 	}
 	for _, p := range g.catalog.Products {
 		p.Topic = cfg.TopicPrefix + p.Topic
+	}
+	if g.partners, err = loadPartners(cfg, g.catalog); err != nil {
+		return nil, err
+	}
+	if g.engine, err = policy.New(policy.Options{Dir: cfg.Policy.Dir, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	secret, err := pseudonymSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := g.newVerifier(ctx)
+	if err != nil {
+		return nil, err
 	}
 	seeds := cfg.Brokers
 	if cfg.embedded() {
@@ -75,6 +98,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	fail := func(err error) (*Gateway, error) {
 		g.closeKafka()
+		g.verifier.Close()
 		return nil, err
 	}
 	opts, err := cfg.kafkaOpts(seeds)
@@ -84,11 +108,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if g.cluster, err = upstream.Dial(opts...); err != nil {
 		return fail(err)
 	}
+	consentTopic := cfg.TopicPrefix + cfg.ConsentTopic
 	if g.broker != nil {
-		if err := ensureTopics(ctx, g.cluster.Admin(), g.catalog); err != nil {
+		if err := ensureTopics(ctx, g.cluster.Admin(), g.catalog, consentTopic); err != nil {
 			return fail(err)
 		}
 	}
+	g.consent = consent.New(g.cluster, consentTopic, cfg.Logger)
 	var reg schemas.Registry
 	if cfg.SchemaRegistryURL != "" {
 		if reg, err = schemas.NewRegistryClient(cfg.SchemaRegistryURL); err != nil {
@@ -96,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		}
 	}
 	var sources []hub.Source
+	layouts := map[string]*schemas.Layout{}
 	for _, p := range g.catalog.Products {
 		var vs []schemas.SchemaVersion
 		for _, v := range p.Versions {
@@ -106,19 +133,86 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return fail(fmt.Errorf("catalog: product %s: %w", p.ID, err))
 		}
 		sources = append(sources, hub.Source{Product: p.ID, Topic: p.Topic, Codec: codec})
-		g.views[p.ID] = view.NewIdentity(p.ID, codec.Layout())
+		layouts[p.ID] = codec.Layout()
 	}
+	g.access = newAccess(g.verifier, g.partners, g.engine, g.consent, secret, layouts)
+	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_policy_evaluations_total",
+		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",
+	}, func() float64 { return float64(g.engine.Evaluations()) }))
 	g.hub = hub.New(cfg.Hub.config(), g.cluster, g.metrics, cfg.Logger, sources)
 	g.streams, g.cancelStreams = context.WithCancel(context.Background())
 	g.api = httpapi.New(httpapi.Config{
 		Catalog: g.catalog, Hub: g.hub, Cluster: g.cluster, Metrics: g.metrics, Log: cfg.Logger,
 		Stream: cfg.Stream.config(), Streams: g.streams,
-		Views: func(_ *http.Request, p *products.Product) (view.View, error) { return g.views[p.ID], nil },
+		Authorize: g.access.authorize, Changed: g.access.changed, JWKS: jwks,
+		Checks: g.checks,
 	})
 	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))
 	}
 	return g, nil
+}
+
+// checks are readiness checks beyond Kafka and the catalog.
+func (g *Gateway) checks() map[string]error {
+	return map[string]error{"policy": g.engine.LastError(), "consent": g.consent.Err()}
+}
+
+func loadPartners(cfg Config, cat *products.Catalog) (*products.Partners, error) {
+	var reg *products.Partners
+	var err error
+	if cfg.PartnersFile == "" {
+		reg, err = products.LoadDefaultPartners()
+	} else {
+		reg, err = products.LoadPartners(os.DirFS(filepath.Dir(cfg.PartnersFile)), filepath.Base(cfg.PartnersFile))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.Validate(cat); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// newVerifier sets up token verification; it returns the JWKS to publish
+// when the gateway signs its own development tokens.
+func (g *Gateway) newVerifier(ctx context.Context) ([]byte, error) {
+	a := g.cfg.Auth
+	ac := auth.Config{
+		Issuer: a.Issuer, Audience: a.Audience, JWKSURL: a.JWKSURL, StaticKeyFiles: a.StaticKeyFiles,
+		AllowHS256: a.AllowHS256, Skew: a.Skew, PartnerClaim: a.PartnerClaim, Logger: g.cfg.Logger,
+	}
+	if a.HS256SecretEnv != "" {
+		ac.HS256Secret = []byte(os.Getenv(a.HS256SecretEnv))
+	}
+	var jwks []byte
+	if *a.DevKey {
+		key, kid, err := auth.DevKey(g.cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		pub := key.Public()
+		ac.StaticKeys = append(ac.StaticKeys, pub)
+		if ac.Issuer == "" {
+			ac.Issuer = auth.DevIssuer
+		}
+		if ac.Audience == "" {
+			ac.Audience = auth.DevAudience
+		}
+		if jwks, err = auth.JWKS(auth.PublicKey{KID: kid, Key: pub}); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	} else if a.JWKSURL == "" && len(a.StaticKeyFiles) == 0 && !a.AllowHS256 {
+		return nil, errors.New("config: auth needs jwks_url, static_key_files or allow_hs256 (or dev_key: true for a test setup)")
+	}
+	v, err := auth.NewVerifier(ctx, ac)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	g.verifier = v
+	return jwks, nil
 }
 
 func loadCatalog(cfg Config) (*products.Catalog, error) {
@@ -169,7 +263,15 @@ func startBroker(cfg Config) (*kfake.Cluster, error) {
 
 // ensureTopics creates each product's topic with the product's retention,
 // or updates the retention of an existing one.
-func ensureTopics(ctx context.Context, adm *kadm.Client, cat *products.Catalog) error {
+func ensureTopics(ctx context.Context, adm *kadm.Client, cat *products.Catalog, consentTopic string) error {
+	compact := "compact"
+	resp, err := adm.CreateTopic(ctx, 3, 1, map[string]*string{"cleanup.policy": &compact}, consentTopic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("embedded broker: topic %s: %w", consentTopic, err)
+	}
 	for _, p := range cat.Products {
 		ms := strconv.FormatInt(p.ReplayWindow.Milliseconds(), 10)
 		bytes := strconv.FormatInt(p.RetentionBytes, 10)
@@ -225,6 +327,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	var hubDone sync.WaitGroup
 	hubDone.Go(func() { g.hub.Run(hubCtx) })
+	hubDone.Go(func() { g.consent.Run(hubCtx) })
+	if g.cfg.Policy.Dir != "" {
+		hubDone.Go(func() { g.engine.Watch(hubCtx, g.cfg.Policy.WatchInterval) })
+	}
+	revs, unsubscribe := g.engine.Subscribe()
+	hubDone.Go(func() {
+		defer unsubscribe()
+		for {
+			select {
+			case <-hubCtx.Done():
+				return
+			case rev := <-revs:
+				log.Info("policy reloaded", "revision", rev)
+				g.access.policyChanged(rev)
+			}
+		}
+	})
 
 	genCtx, stopGen := context.WithCancel(context.Background())
 	var genDone sync.WaitGroup
@@ -277,6 +396,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	hubDone.Wait()
 	// 5 and 6
 	g.closeKafka()
+	g.verifier.Close()
 	log.Info("stopped")
 	return err
 }
@@ -297,7 +417,11 @@ func (g *Gateway) startGenerator(ctx context.Context, wg *sync.WaitGroup) (*kgo.
 	log := g.cfg.Logger
 	var failed sync.Once
 	wg.Go(func() {
+		consentTopic := g.cfg.TopicPrefix + g.cfg.ConsentTopic
 		err := gen.Run(ctx, func(ctx context.Context, r generate.Record) error {
+			if r.Product == generate.ConsentProduct {
+				r.Topic = consentTopic
+			}
 			producer.Produce(ctx, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: r.Time}, func(_ *kgo.Record, err error) {
 				if err != nil && !errors.Is(err, context.Canceled) {
 					failed.Do(func() { log.Warn("generator produce failed", "topic", r.Topic, "err", err) })
@@ -337,4 +461,11 @@ func (g *Gateway) Close() {
 	}
 	g.cancelStreams()
 	g.closeKafka()
+	g.verifier.Close()
 }
+
+// Engine is the policy engine (tests reload it).
+func (g *Gateway) Engine() *policy.Engine { return g.engine }
+
+// ConsentTopic is the consent topic's full name.
+func (g *Gateway) ConsentTopic() string { return g.consent.Topic() }

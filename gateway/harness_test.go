@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/sseclient"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
@@ -41,6 +42,63 @@ type env struct {
 	gen      *generate.Generator
 	started  time.Time
 	stopOnce *sync.Once
+	tokens   map[string]string // partner -> dev token
+}
+
+// partnerFor is the partner the tests read a product as: internal-fraud
+// sees cdr and fraud-alerts in clear, internal-noc the network products.
+func partnerFor(path string) string {
+	if strings.Contains(path, "/products/cdr") || strings.Contains(path, "/products/fraud-alerts") {
+		return "internal-fraud"
+	}
+	return "internal-noc"
+}
+
+// token returns a development token for partner, signed with the data
+// directory's dev key, which the test gateways trust.
+func (e *env) token(partner string) string {
+	e.t.Helper()
+	if tok, ok := e.tokens[partner]; ok {
+		return tok
+	}
+	key, kid, err := auth.DevKey(e.cfg.DataDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok, err := auth.Sign(key, kid, auth.DevIssuer, auth.DevAudience, partner, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.tokens == nil {
+		e.tokens = map[string]string{}
+	}
+	e.tokens[partner] = tok
+	return tok
+}
+
+// devToken signs a token with dataDir's dev key.
+func devToken(t testing.TB, dataDir, partner string) string {
+	t.Helper()
+	key, kid, err := auth.DevKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Sign(key, kid, auth.DevIssuer, auth.DevAudience, partner, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// authHeader adds the path's default partner token unless hdr sets
+// Authorization itself ("" sends none).
+func (e *env) authHeader(path string, hdr []string) []string {
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Authorization" {
+			return hdr
+		}
+	}
+	return append([]string{"Authorization", "Bearer " + e.token(partnerFor(path))}, hdr...)
 }
 
 type logWriter struct{ t testing.TB }
@@ -52,7 +110,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 	t.Helper()
-	no := false
+	no, yes := false, true
 	prefix := fmt.Sprintf("t%d-%d.", time.Now().UnixNano()%1e9, testSeq.Add(1))
 	cfg := gateway.Config{
 		DataDir:           t.TempDir(),
@@ -64,6 +122,7 @@ func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 		Stream:            gateway.StreamYAML{Heartbeat: time.Second, IdleCursor: 300 * time.Millisecond},
 		Hub:               gateway.HubYAML{MaxWait: 100 * time.Millisecond},
 		ShutdownTimeout:   5 * time.Second,
+		Auth:              gateway.AuthConfig{DevKey: &yes},
 	}
 	if b := os.Getenv("SLUICE_TEST_BROKERS"); b != "" {
 		cfg.Brokers = strings.Split(b, ",")
@@ -98,9 +157,17 @@ func (e *env) createTopics(brokers []string) {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	compact := "compact"
+	topics := map[string]int32{e.cfg.TopicPrefix + "telco.consent": 3}
 	for _, p := range e.cat.Products {
-		topic := e.cfg.TopicPrefix + p.Topic
-		resp, err := adm.CreateTopic(ctx, p.Partitions, 1, nil, topic)
+		topics[e.cfg.TopicPrefix+p.Topic] = p.Partitions
+	}
+	for topic, parts := range topics {
+		var cfgs map[string]*string
+		if strings.HasSuffix(topic, "telco.consent") {
+			cfgs = map[string]*string{"cleanup.policy": &compact}
+		}
+		resp, err := adm.CreateTopic(ctx, parts, 1, cfgs, topic)
 		if err == nil {
 			err = resp.Err
 		}
@@ -259,8 +326,10 @@ func (e *env) get(path string, hdr ...string) (*http.Response, []byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+	for hdr := e.authHeader(path, hdr); len(hdr) >= 2; hdr = hdr[2:] {
+		if hdr[1] != "" {
+			req.Header.Set(hdr[0], hdr[1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -302,6 +371,7 @@ func (e *env) stream(ctx context.Context, path, lastEventID string) (*http.Respo
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+e.token(partnerFor(path)))
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}

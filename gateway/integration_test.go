@@ -513,6 +513,7 @@ func TestIntegrationFanout1000(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	var ready, done sync.WaitGroup
+	tok := e.token("internal-noc")
 	errs := make(chan error, subs)
 	counts := make([]int, subs)
 	for i := range subs {
@@ -521,6 +522,7 @@ func TestIntegrationFanout1000(t *testing.T) {
 		go func() {
 			defer done.Done()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/v1/products/network-quality/stream?from=latest", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
 			resp, err := client.Do(req)
 			if err != nil {
 				ready.Done()
@@ -590,7 +592,7 @@ func TestIntegrationStalledSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stalled.Close()
-	fmt.Fprintf(stalled, "GET /v1/products/cdr/stream?from=latest HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(stalled, "GET /v1/products/cdr/stream?from=latest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.token("internal-fraud"))
 	waitFor(t, 10*time.Second, func() bool {
 		return metric(t, e, `sluice_active_streams{product="cdr",protocol="sse"}`) == 1
 	}, "the stalled stream to open")

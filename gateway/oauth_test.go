@@ -50,9 +50,10 @@ func TestIntegrationOAuthUpstream(t *testing.T) {
 			if err := os.WriteFile(tokenFile, []byte(tc.token+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			no := false
+			no, yes := false, true
+			dataDir := t.TempDir()
 			cfg := gateway.Config{
-				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, TopicPrefix: e.cfg.TopicPrefix,
+				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes}, TopicPrefix: e.cfg.TopicPrefix,
 				Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 				Kafka:  gateway.KafkaConfig{SASL: gateway.SASLConfig{Mechanism: "OAUTHBEARER", TokenFile: tokenFile}},
 			}
@@ -81,7 +82,9 @@ func TestIntegrationOAuthUpstream(t *testing.T) {
 				return
 			}
 			waitFor(t, 30*time.Second, func() bool { return ready() == 200 }, "readiness over OAUTHBEARER")
-			resp, err := http.Get(base + "/v1/products/cdr/records?from=earliest")
+			req, _ := http.NewRequest(http.MethodGet, base+"/v1/products/cdr/records?from=earliest", nil)
+			req.Header.Set("Authorization", "Bearer "+devToken(t, dataDir, "internal-fraud"))
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -62,7 +62,7 @@ func TestSecureUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var topics []string
+	topics := []string{"telco.consent"}
 	for _, p := range cat.Products {
 		topics = append(topics, p.Topic)
 	}
@@ -102,7 +102,7 @@ func TestSecureUpstream(t *testing.T) {
 		}
 	}
 
-	no := false
+	no, yes := false, true
 	for _, tc := range []struct {
 		note, mech, user, pass string
 		ready                  bool
@@ -113,9 +113,10 @@ func TestSecureUpstream(t *testing.T) {
 		{"wrong password", "SCRAM-SHA-512", "sluice-512", "nope", false},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
+			dataDir := t.TempDir()
 			t.Setenv("SLUICE_TEST_KAFKA_PASSWORD", tc.pass)
 			cfg := gateway.Config{
-				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no,
+				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes},
 				Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 				Kafka: gateway.KafkaConfig{
 					TLS:  gateway.TLSConfig{Enabled: true, CAFile: caFile},
@@ -151,7 +152,9 @@ func TestSecureUpstream(t *testing.T) {
 				resp.Body.Close()
 				return resp.StatusCode == 200
 			}, "readiness over TLS+SASL")
-			resp, err := http.Get(base + "/v1/products/cdr/records?from=earliest")
+			req, _ := http.NewRequest(http.MethodGet, base+"/v1/products/cdr/records?from=earliest", nil)
+			req.Header.Set("Authorization", "Bearer "+devToken(t, dataDir, "internal-fraud"))
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

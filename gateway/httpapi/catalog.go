@@ -65,6 +65,9 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) {
 	if !onlyParams(w, r) {
 		return
 	}
+	if _, ok := s.authorize(w, r, nil); !ok {
+		return
+	}
 	list := make([]productJSON, 0, len(s.cfg.Catalog.Products))
 	for _, p := range s.cfg.Catalog.Products {
 		list = append(list, describe(p, false))
@@ -77,17 +80,34 @@ func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) {
 	if !ok || !onlyParams(w, r) {
 		return
 	}
+	if _, ok := s.authorize(w, r, nil); !ok {
+		return
+	}
 	writeJSON(w, http.StatusOK, describe(p, true))
 }
 
-// getSchema serves the product's Avro schema: the current version, or
-// ?version=N.
+// getSchema serves the Avro schema of the caller's view of the product
+// (masked fields change type, dropped fields vanish), or with ?version=N
+// the product's upstream schema version N as its data owner wrote it.
 func (s *Server) getSchema(w http.ResponseWriter, r *http.Request) {
 	p, _, ok := s.product(w, r)
-	if !ok || !onlyParams(w, r, "version") {
+	if !ok || !onlyParams(w, r, "version", "purpose") {
 		return
 	}
 	sv := p.Current()
+	if r.URL.Query().Get("version") == "" {
+		acc, ok := s.authorize(w, r, p)
+		if !ok {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Sluice-Policy-Revision", acc.Revision)
+		_, _ = w.Write(acc.Explain.Schema)
+		return
+	}
+	if _, ok := s.authorize(w, r, nil); !ok {
+		return
+	}
 	if q := r.URL.Query().Get("version"); q != "" {
 		n, err := strconv.Atoi(q)
 		v, found := p.Version(n)

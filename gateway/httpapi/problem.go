@@ -30,6 +30,9 @@ const (
 	ProblemUpstream       = "urn:sluice:problem:upstream-unavailable"
 	ProblemShuttingDown   = "urn:sluice:problem:shutting-down"
 	ProblemInternal       = "urn:sluice:problem:internal"
+	ProblemNoGrant        = "urn:sluice:problem:no-grant"
+	ProblemDenied         = "urn:sluice:problem:policy-denied"
+	ProblemPolicyError    = "urn:sluice:problem:policy-error"
 )
 
 var titles = map[string]string{
@@ -44,10 +47,26 @@ var titles = map[string]string{
 	ProblemUpstream:       "Upstream Kafka unavailable",
 	ProblemShuttingDown:   "Server shutting down",
 	ProblemInternal:       "Internal error",
+	ProblemNoGrant:        "No grant for this product",
+	ProblemDenied:         "Denied by policy",
+	ProblemPolicyError:    "Policy evaluation failed; access denied",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {
 	return &Problem{Type: typ, Title: titles[typ], Status: status, Detail: detail}
+}
+
+// NewProblem builds a problem; its title comes from the type when known.
+func NewProblem(typ string, status int, detail string) *Problem {
+	return newProblem(typ, status, detail)
+}
+
+// WithTitle sets the title (for types defined outside this package).
+func (p *Problem) WithTitle(t string) *Problem {
+	if t != "" {
+		p.Title = t
+	}
+	return p
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {

@@ -87,11 +87,15 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	acc, ok := s.authorize(w, r, p)
+	if !ok {
+		return
+	}
 	for k := range r.URL.Query() {
 		switch k {
-		case "cursor", "from", "limit":
+		case "cursor", "from", "limit", "purpose":
 		default:
-			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; records takes cursor, from and limit"))
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; records takes cursor, from, limit and purpose"))
 			return
 		}
 	}
@@ -109,11 +113,7 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, pr)
 		return
 	}
-	v, err := s.cfg.Views(r, p)
-	if err != nil {
-		writeProblem(w, r, upstreamProblem(err))
-		return
-	}
+	v := acc.View
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	pos, err := hp.Resolve(ctx, start)

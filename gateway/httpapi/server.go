@@ -19,7 +19,6 @@ import (
 	"github.com/sluicehq/sluice/gateway/internal/hub"
 	"github.com/sluicehq/sluice/gateway/internal/metrics"
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
-	"github.com/sluicehq/sluice/gateway/internal/view"
 	"github.com/sluicehq/sluice/products"
 )
 
@@ -61,8 +60,16 @@ type Config struct {
 	// Streams is cancelled to end every open stream (shutdown): each gets a
 	// final event telling it to reconnect.
 	Streams context.Context
-	// Views returns the view a request sees of a product.
-	Views func(r *http.Request, p *products.Product) (view.View, error)
+	// Authorize decides every /v1 request but the OpenAPI document.
+	Authorize Authorizer
+	// Changed returns a channel closed when access decisions may have
+	// changed (a policy reload): open streams then authorize again.
+	Changed func() <-chan struct{}
+	// JWKS, when set, is published at /.well-known/jwks.json (the embedded
+	// mode's development key).
+	JWKS []byte
+	// Checks are further readiness checks (policy, consent); nil is healthy.
+	Checks func() map[string]error
 }
 
 // Server serves the HTTP API.
@@ -87,6 +94,12 @@ func New(cfg Config) *Server {
 	})
 	r.Use(recoverer(cfg.Log))
 	r.Get("/healthz", s.healthz)
+	if cfg.JWKS != nil {
+		r.Get("/.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			_, _ = w.Write(cfg.JWKS)
+		})
+	}
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	r.Route("/v1", func(r chi.Router) {
@@ -95,6 +108,7 @@ func New(cfg Config) *Server {
 		r.Route("/products/{id}", func(r chi.Router) {
 			r.Get("/", s.getProduct)
 			r.Get("/schema", s.getSchema)
+			r.Get("/view", s.getView)
 			r.Get("/records", s.records)
 			r.Get("/stream", s.stream)
 		})
@@ -166,6 +180,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			ready = false
 		} else {
 			checks["product:"+p.ID] = "ok"
+		}
+	}
+	if s.cfg.Checks != nil {
+		for name, err := range s.cfg.Checks() {
+			if err != nil {
+				checks[name] = err.Error()
+				ready = false
+			} else {
+				checks[name] = "ok"
+			}
 		}
 	}
 	status, code := "ready", http.StatusOK

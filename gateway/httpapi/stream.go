@@ -14,6 +14,17 @@ import (
 
 var errShutdown = errors.New("server shutting down")
 
+// replanInterval bounds how long a stream waits before it looks for a policy
+// change or an expired credential: open streams switch within about this.
+const replanInterval = 250 * time.Millisecond
+
+func (s *Server) changed() <-chan struct{} {
+	if s.cfg.Changed == nil {
+		return nil
+	}
+	return s.cfg.Changed()
+}
+
 // stream serves text/event-stream. Each record is
 //
 //	id: <cursor after this record>
@@ -29,9 +40,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	acc, ok := s.authorize(w, r, p)
+	if !ok {
+		return
+	}
 	for k := range r.URL.Query() {
-		if k != "cursor" && k != "from" {
-			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; stream takes cursor and from"))
+		if k != "cursor" && k != "from" && k != "purpose" {
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; stream takes cursor, from and purpose"))
 			return
 		}
 	}
@@ -40,11 +55,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, pr)
 		return
 	}
-	v, err := s.cfg.Views(r, p)
-	if err != nil {
-		writeProblem(w, r, upstreamProblem(err))
-		return
-	}
+	changed := s.changed()
 	if s.cfg.Streams.Err() != nil {
 		writeProblem(w, r, newProblem(ProblemShuttingDown, http.StatusServiceUnavailable, "this server is shutting down; reconnect to another replica"))
 		return
@@ -61,12 +72,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, positionProblem(p, err))
 		return
 	}
-	sub, err := hp.Subscribe(ctx, v, pos)
+	sub, err := hp.Subscribe(ctx, acc.View, pos)
 	if err != nil {
 		writeProblem(w, r, upstreamProblem(err))
 		return
 	}
-	defer sub.Close()
+	defer func() { sub.Close() }()
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -107,10 +118,50 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	cur := append([]int64(nil), sub.Positions()...) // position after the last event written
 	sent := append([]int64(nil), cur...)            // position the client last got an id for
 	lastWrite := time.Now()
+	final := func(event string, body []byte) {
+		buf = append(buf[:0], "event: "...)
+		buf = append(buf, event...)
+		buf = append(buf, "\ndata: "...)
+		buf = append(buf, body...)
+		buf = append(buf, "\n\n"...)
+		write()
+	}
 	for {
+		// A credential that expires ends the stream: the client reconnects
+		// with a fresh token and its last id.
+		if !acc.Expires.IsZero() && !time.Now().Before(acc.Expires) {
+			final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
+			return
+		}
+		// A policy reload: authorize again and switch to the new plan, or
+		// end the stream if access is now denied.
+		select {
+		case <-changed:
+			changed = s.changed()
+			nacc, pr := s.cfg.Authorize(r, p, r.URL.Query().Get("purpose"))
+			if pr != nil {
+				body, _ := json.Marshal(pr)
+				final("revoked", body)
+				return
+			}
+			if nacc.View.Key() != acc.View.Key() {
+				nsub, err := hp.Subscribe(ctx, nacc.View, sub.Positions())
+				if err != nil {
+					return
+				}
+				sub.Close()
+				sub = nsub
+			}
+			acc = nacc
+		default:
+		}
 		wait := cfg.Heartbeat - time.Since(lastWrite)
 		if !equal(cur, sent) {
 			wait = min(wait, cfg.IdleCursor-time.Since(lastWrite))
+		}
+		wait = min(wait, replanInterval)
+		if !acc.Expires.IsZero() {
+			wait = min(wait, time.Until(acc.Expires))
 		}
 		evs, err := sub.Next(ctx, cfg.MaxBatch, max(wait, time.Millisecond))
 		if err != nil {

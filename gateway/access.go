@@ -1,0 +1,284 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/sluicehq/sluice/gateway/auth"
+	"github.com/sluicehq/sluice/gateway/httpapi"
+	"github.com/sluicehq/sluice/gateway/internal/consent"
+	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/masking"
+	"github.com/sluicehq/sluice/policy"
+	"github.com/sluicehq/sluice/products"
+	"github.com/sluicehq/sluice/schemas"
+)
+
+// access decides what a caller may see of a product and compiles it into a
+// view: once per (partner, product, purpose, policy revision), never per
+// record. It fails closed: any error on the way is a denial.
+type access struct {
+	verifier *auth.Verifier
+	partners *products.Partners
+	engine   *policy.Engine
+	consent  *consent.Store
+	secret   []byte
+	layouts  map[string]*schemas.Layout
+
+	mu    sync.Mutex
+	plans map[planKey]*plan
+	gen   chan struct{} // closed and replaced when plans may have changed
+	keys  map[string][]byte
+}
+
+type planKey struct{ partner, product, purpose, revision string }
+
+// plan is a compiled decision.
+type plan struct {
+	partner  *products.Partner
+	product  *products.Product
+	purpose  string
+	decision policy.Decision
+	view     *view.Governed // nil when denied
+	fields   []httpapi.FieldTreatment
+	err      error // why it is denied beyond the decision (compile failure)
+}
+
+func newAccess(v *auth.Verifier, partners *products.Partners, engine *policy.Engine, cs *consent.Store, secret []byte, layouts map[string]*schemas.Layout) *access {
+	return &access{verifier: v, partners: partners, engine: engine, consent: cs, secret: secret, layouts: layouts,
+		plans: map[planKey]*plan{}, gen: make(chan struct{}), keys: map[string][]byte{}}
+}
+
+// changed returns a channel closed the next time plans may change (a new
+// policy revision).
+func (a *access) changed() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen
+}
+
+// policyChanged drops plans of old revisions and wakes streams.
+func (a *access) policyChanged(rev string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.plans {
+		if k.revision != rev {
+			delete(a.plans, k)
+		}
+	}
+	close(a.gen)
+	a.gen = make(chan struct{})
+}
+
+// partnerKey is the partner's pseudonym key (cached; derivation is not free).
+func (a *access) partnerKey(partner string) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if k, ok := a.keys[partner]; ok {
+		return k, nil
+	}
+	k, err := masking.DeriveKey(a.secret, partner, "")
+	if err != nil {
+		return nil, err
+	}
+	a.keys[partner] = k
+	return k, nil
+}
+
+// plan returns the compiled plan for a partner's grant of a product.
+func (a *access) plan(ctx context.Context, partner *products.Partner, p *products.Product, purpose string) *plan {
+	rev := a.engine.Revision()
+	key := planKey{partner.ID, p.ID, purpose, rev}
+	a.mu.Lock()
+	pl := a.plans[key]
+	a.mu.Unlock()
+	if pl != nil {
+		return pl
+	}
+	pl = a.compile(ctx, partner, p, purpose)
+	a.mu.Lock()
+	if a.engine.Revision() == rev {
+		a.plans[key] = pl
+	}
+	a.mu.Unlock()
+	return pl
+}
+
+func policyInput(partner *products.Partner, p *products.Product, purpose string, l *schemas.Layout) policy.Input {
+	in := policy.Input{
+		Partner: policy.Partner{ID: partner.ID, Name: partner.Name, Type: string(partner.Type), Attributes: partner.Attributes},
+		Grant:   policy.Grant{Product: p.ID, Purpose: purpose},
+		Product: policy.Product{ID: p.ID},
+	}
+	for _, f := range l.Fields {
+		fs, _ := p.Field(f.Name)
+		in.Product.Fields = append(in.Product.Fields, policy.Field{Name: f.Name, Classification: string(fs.Classification), Type: avroTypeName(f)})
+	}
+	return in
+}
+
+// avroTypeName names a field's type as the policy input documents it.
+func avroTypeName(f schemas.Field) string {
+	switch f.Kind {
+	case schemas.KindBool:
+		return "boolean"
+	case schemas.KindInt, schemas.KindDate:
+		return "int"
+	case schemas.KindLong, schemas.KindTimestampMillis, schemas.KindTimestampMicros:
+		return "long"
+	case schemas.KindFloat:
+		return "float"
+	case schemas.KindDouble:
+		return "double"
+	case schemas.KindString:
+		return "string"
+	case schemas.KindBytes:
+		return "bytes"
+	case schemas.KindFixed:
+		return "fixed"
+	case schemas.KindEnum:
+		return "enum"
+	}
+	return "record"
+}
+
+func (a *access) compile(ctx context.Context, partner *products.Partner, p *products.Product, purpose string) *plan {
+	l := a.layouts[p.ID]
+	pl := &plan{partner: partner, product: p, purpose: purpose}
+	d, err := a.engine.Decide(ctx, policyInput(partner, p, purpose, l))
+	pl.decision = d
+	if err != nil || !d.Allow {
+		pl.err = err
+		return pl
+	}
+	deny := func(err error) *plan {
+		pl.err = err
+		pl.view = nil
+		pl.decision.Allow = false
+		pl.decision.Reason = "the policy's decision cannot be applied: " + err.Error()
+		return pl
+	}
+	row, err := compileCondition(d.Row, l)
+	if err != nil {
+		return deny(err)
+	}
+	key, err := a.partnerKey(partner.ID)
+	if err != nil {
+		return deny(err)
+	}
+	vp := view.Plan{Key: partner.ID + "/" + p.ID + "/" + purpose + "/" + d.Revision, Row: row}
+	if d.ConsentRequired && p.SubjectField != "" {
+		if a.consent == nil {
+			return deny(errors.New("consent is required but no consent topic is read"))
+		}
+		select {
+		case <-a.consent.Ready():
+		default:
+			return deny(errors.New("consent is required and the consent state is still loading; retry shortly"))
+		}
+		bit := a.consent.Bit(purpose)
+		cs := a.consent
+		vp.Consent = func(subject []byte) bool { return cs.OptedOut(subject, bit) }
+		vp.Subject = p.SubjectField
+	}
+	for _, f := range l.Fields {
+		treat, ok := d.Fields[f.Name]
+		fs, _ := p.Field(f.Name)
+		ft := httpapi.FieldTreatment{Name: f.Name, Classification: string(fs.Classification)}
+		if !ok {
+			ft.Treatment = map[string]any{"op": "drop", "why": "not mentioned by the policy"}
+			pl.fields = append(pl.fields, ft)
+			continue
+		}
+		spec, err := masking.ParseSpec(treat)
+		if err != nil {
+			return deny(fmt.Errorf("field %s: %w", f.Name, err))
+		}
+		t, err := masking.Compile(spec, key)
+		if err != nil {
+			return deny(fmt.Errorf("field %s: %w", f.Name, err))
+		}
+		ft.Treatment = spec.Map()
+		pl.fields = append(pl.fields, ft)
+		vp.Fields = append(vp.Fields, view.FieldPlan{Name: f.Name, Transform: t})
+	}
+	g, err := view.NewGoverned(l, vp)
+	if err != nil {
+		return deny(err)
+	}
+	pl.view = g
+	return pl
+}
+
+// grant picks the partner's grant of a product: the one for purpose, or,
+// without a purpose, the partner's first grant of the product.
+func grant(partner *products.Partner, product, purpose string) (products.Grant, bool) {
+	if purpose != "" {
+		return partner.GrantFor(product, purpose)
+	}
+	return partner.Grant(product)
+}
+
+// authorize is httpapi.Config.Authorize.
+func (a *access) authorize(r *http.Request, p *products.Product, purpose string) (*httpapi.Access, *httpapi.Problem) {
+	id, f := a.verifier.Verify(r.Context(), r.Header.Get("Authorization"))
+	if f != nil {
+		return nil, authProblem(f)
+	}
+	partner, f := auth.LookupPartner(a.partners, id)
+	if f != nil {
+		return nil, authProblem(f)
+	}
+	acc := &httpapi.Access{Partner: partner.ID, Expires: id.Expires}
+	if p == nil {
+		return acc, nil // catalog endpoints: a valid identity suffices
+	}
+	g, ok := grant(partner, p.ID, purpose)
+	if !ok {
+		var have []string
+		for _, g := range partner.Grants {
+			if g.Product == p.ID {
+				have = append(have, g.Purpose)
+			}
+		}
+		detail := "partner " + partner.ID + " has no grant for product " + p.ID
+		if purpose != "" && len(have) > 0 {
+			sort.Strings(have)
+			detail = fmt.Sprintf("partner %s has no grant for product %s with purpose %s (granted: %v)", partner.ID, p.ID, purpose, have)
+		}
+		return nil, httpapi.NewProblem(httpapi.ProblemNoGrant, http.StatusForbidden, detail)
+	}
+	acc.Purpose = g.Purpose
+	pl := a.plan(r.Context(), partner, p, g.Purpose)
+	acc.Revision = pl.decision.Revision
+	acc.Explain = explain(pl)
+	if pl.view == nil {
+		pr := httpapi.NewProblem(httpapi.ProblemDenied, http.StatusForbidden, "policy denies "+partner.ID+" access to "+p.ID+" for "+g.Purpose+": "+pl.decision.Reason)
+		if errors.Is(pl.err, policy.ErrFailed) {
+			pr.Type = httpapi.ProblemPolicyError
+		}
+		return acc, pr
+	}
+	acc.View = pl.view
+	return acc, nil
+}
+
+func explain(pl *plan) *httpapi.Explain {
+	e := &httpapi.Explain{
+		Partner: pl.partner.ID, Product: pl.product.ID, Purpose: pl.purpose,
+		Allowed: pl.view != nil, Reason: pl.decision.Reason, PolicyRevision: pl.decision.Revision,
+		RowCondition: pl.decision.Row.String(), ConsentRequired: pl.decision.ConsentRequired, Fields: pl.fields,
+	}
+	if pl.view != nil {
+		e.Schema = pl.view.Schema()
+	}
+	return e
+}
+
+func authProblem(f *auth.Failure) *httpapi.Problem {
+	return httpapi.NewProblem(f.Type, f.Status, f.Detail).WithTitle(f.Title())
+}
