@@ -69,8 +69,11 @@ type benchOptions struct {
 	sample         int
 	sourceAddrs    int
 	fanoutParser   string
+	replayParser   string
 	jsonOut        bool
+	jsonFile       string
 	cpuProfile     string
+	memProfile     string
 	dataDir        string
 	seed           int64
 	repeat         int
@@ -99,9 +102,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.BoolVar(&o.verify, "verify", false, "parse every replayed record's JSON, check offsets are contiguous per partition and each record equals the baseline's encoding")
 	fs.IntVar(&o.sample, "sample", 1000, "without --verify, parse the JSON of every n-th replayed record")
 	fs.IntVar(&o.sourceAddrs, "source-addrs", 1, "spread client connections over 127.0.0.1..127.0.0.n (loopback targets; ~28k connections per source address and server port)")
-	fs.StringVar(&o.fanoutParser, "fanout-parser", "lean", "SSE parser of the fan-out subscribers: lean (allocation-free, this tool's) or sseclient (gateway/sseclient, several allocations per event); replay always uses sseclient")
+	fs.StringVar(&o.replayParser, "replay-parser", "sseclient", "SSE parser of the replay subscriber: sseclient (gateway/sseclient) or lean (this tool's allocation-free scanner, to leave more CPU to the gateway)")
+	fs.StringVar(&o.fanoutParser, "fanout-parser", "lean", "SSE parser of the fan-out subscribers: lean (allocation-free, this tool's) or sseclient (gateway/sseclient, about 12 allocations per event)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print results as JSON instead of markdown")
+	fs.StringVar(&o.jsonFile, "json-file", "", "also write the JSON results to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases (this process) to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "after each fan-out round, while its subscribers are connected, write a heap profile of this process to FILE.<subscribers>")
 	fs.StringVar(&o.dataDir, "data-dir", "", "in-process gateway's data directory (default: a temporary one, removed afterwards)")
 	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
 	fs.IntVar(&o.repeat, "repeat", 1, "run baseline and replay this many times, alternating; the report shows medians")
@@ -143,6 +149,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 		return nil, errors.New("bench: --source-addrs must be 1..254")
 	case o.fanoutParser != "lean" && o.fanoutParser != "sseclient":
 		return nil, errors.New("bench: --fanout-parser must be lean or sseclient")
+	case o.replayParser != "lean" && o.replayParser != "sseclient":
+		return nil, errors.New("bench: --replay-parser must be lean or sseclient")
 	case o.repeat < 1 || o.repeat > 100:
 		return nil, errors.New("bench: --repeat must be 1..100")
 	case o.stall <= 0:
@@ -352,7 +360,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		if o.phases["replay"] && ctx.Err() == nil {
 			logf("SSE replay %d/%d: 1 subscriber reading %d records from=earliest", run, o.repeat, want)
 			cpu0, srv0 := processCPU(), target.cpu(ctx, rep.Mode)
-			r, err := replay(ctx, target, rng, want, o.sample, o.verify, hashes, o.stall)
+			r, err := replay(ctx, target, rng, want, o.sample, o.verify, hashes, o.stall, o.replayParser)
 			r.CPUSeconds = processCPU() - cpu0 + target.cpu(ctx, rep.Mode) - srv0
 			if r.Complete {
 				r.RecordsPerCPUS = float64(r.Records) / r.CPUSeconds
@@ -402,7 +410,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 				break
 			}
 			runtime.GC() // start each round from a collected heap
-			fr, err := fanout(ctx, target, lp, n, o.rate, o.duration, o.drain, o.connectTimeout, o.fanoutParser, logf)
+			fr, err := fanout(ctx, target, lp, n, o.rate, o.duration, o.drain, o.connectTimeout, o.fanoutParser, o.memProfile, logf)
 			if err != nil {
 				fail(fmt.Sprintf("fan-out %d", n), err)
 			}
@@ -438,10 +446,18 @@ func medianBy[T any](runs []T, key func(T) float64) T {
 
 func finishBench(rep *benchReport, o *benchOptions, stdout io.Writer) error {
 	rep.LoadEnd = loadAvg()
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	js = append(js, '\n')
+	if o.jsonFile != "" {
+		if err := os.WriteFile(o.jsonFile, js, 0o644); err != nil {
+			return err
+		}
+	}
 	if o.jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if _, err := stdout.Write(js); err != nil {
 			return err
 		}
 	} else {
@@ -584,9 +600,9 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 		if r.Mode == "in-process" {
 			cpuWho = "whole process: broker, gateway, client"
 		}
-		fmt.Fprintf(w, "| path | records | seconds | records/s | vs baseline | CPU s (%s) | records per CPU s |\n|---|---:|---:|---:|---:|---:|---:|\n", cpuWho)
+		fmt.Fprintf(w, "| path | records | seconds | records/s | vs baseline | CPU s (%s) | cores busy | records per CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n", cpuWho)
 		if b := r.Baseline; b != nil {
-			fmt.Fprintf(w, "| franz-go consumer + decode + identity JSON (baseline) | %d | %.3f | %.0f | 1.00 | %.2f | %.0f |\n", b.Records, b.Seconds, b.RecordsPerS, b.CPUSeconds, b.RecordsPerCPUS)
+			fmt.Fprintf(w, "| franz-go consumer + decode + identity JSON (baseline) | %d | %.3f | %.0f | 1.00 | %.2f | %.2f | %.0f |\n", b.Records, b.Seconds, b.RecordsPerS, b.CPUSeconds, b.CPUSeconds/b.Seconds, b.RecordsPerCPUS)
 		}
 		if s := r.Replay; s != nil {
 			ratio := "-"
@@ -594,9 +610,9 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 				ratio = fmt.Sprintf("%.2f", r.Ratio)
 			}
 			if s.Complete {
-				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d | %.3f | %.0f | %s | %.2f | %.0f |\n", s.Records, s.Seconds, s.RecordsPerS, ratio, s.CPUSeconds, s.RecordsPerCPUS)
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber (%s parser) | %d | %.3f | %.0f | %s | %.2f | %.2f | %.0f |\n", s.Parser, s.Records, s.Seconds, s.RecordsPerS, ratio, s.CPUSeconds, s.CPUSeconds/s.Seconds, s.RecordsPerCPUS)
 			} else {
-				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d (incomplete) | - | - | - | - | - |\n", s.Records)
+				fmt.Fprintf(w, "| SSE stream from=earliest, 1 subscriber | %d (incomplete) | - | - | - | - | - | - |\n", s.Records)
 			}
 		}
 		if len(r.Ratios) > 1 {
@@ -610,7 +626,7 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 			fmt.Fprintf(w, "\nBaseline: mean JSON record %.0f B, %d decode errors.", b.AvgJSONSize, b.DecodeErrors)
 		}
 		if s := r.Replay; s != nil {
-			fmt.Fprintf(w, " SSE: first record after %.1f ms, %.1f MB of stream, %d records JSON-parsed", s.FirstRecordMS, float64(s.StreamBytes)/1e6, s.JSONParsed)
+			fmt.Fprintf(w, " SSE: first record after %.1f ms, %.1f MB of stream, %d records JSON-parsed, gateway peak RSS %.0f MiB", s.FirstRecordMS, float64(s.StreamBytes)/1e6, s.JSONParsed, s.PeakRSSMB)
 			if s.Verified > 0 || s.Mismatches > 0 || s.OrderErrors > 0 {
 				fmt.Fprintf(w, ", %d byte-equal to the baseline encoding, %d differ, %d gaps/duplicates", s.Verified, s.Mismatches, s.OrderErrors)
 			}

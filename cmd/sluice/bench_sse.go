@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -157,6 +160,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // replayResult is one subscriber reading the preloaded records over SSE.
 type replayResult struct {
+	Parser        string  `json:"parser"`
 	Records       int64   `json:"records"`
 	Seconds       float64 `json:"seconds"`
 	RecordsPerS   float64 `json:"records_per_s"`
@@ -167,6 +171,10 @@ type replayResult struct {
 	Mismatches    int64   `json:"mismatches"`
 	OrderErrors   int64   `json:"gap_or_duplicate"`
 	Complete      bool    `json:"complete"`
+	// PeakRSSMB is the gateway process's largest resident set seen during
+	// the replay (its /metrics sampled every 200 ms; in-process: this whole
+	// process).
+	PeakRSSMB float64 `json:"gateway_peak_rss_mb"`
 	// CPUSeconds: as for the baseline.
 	CPUSeconds     float64 `json:"cpu_seconds"`
 	RecordsPerCPUS float64 `json:"records_per_cpu_second"`
@@ -176,8 +184,8 @@ type replayResult struct {
 // parsed for every sample-th record, or for all with verify, which also
 // checks that offsets are contiguous per partition (no gap, no duplicate)
 // and, with hashes, that each record equals the baseline's encoding.
-func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sample int, verify bool, hashes *recordHashes, idle time.Duration) (replayResult, error) {
-	var res replayResult
+func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sample int, verify bool, hashes *recordHashes, idle time.Duration, parser string) (res replayResult, err error) {
+	res.Parser = parser
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr := t.transport()
@@ -198,7 +206,10 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 		return res, fmt.Errorf("replay: status %d: %s", resp.StatusCode, b)
 	}
 	cr := &countingReader{r: resp.Body}
-	rd := sseclient.NewReader(cr)
+	var rd eventSource = sseclientSource{sseclient.NewReader(cr)}
+	if parser == "lean" {
+		rd = newLeanScanner(cr)
+	}
 
 	// A stalled stream ends the phase instead of hanging it.
 	var progress atomic.Int64
@@ -225,10 +236,28 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 		}
 	}()
 
+	// Sample the gateway's RSS while it serves the replay.
+	var peakRSS atomic.Uint64
+	go func() {
+		tk := time.NewTicker(200 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			if st, err := t.stats(ctx); err == nil && uint64(st.rssBytes) > peakRSS.Load() {
+				peakRSS.Store(uint64(st.rssBytes))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { res.PeakRSSMB = float64(peakRSS.Load()) / (1 << 20) }()
+
 	next := append([]int64(nil), rng.start...)
 	var m map[string]any
 	for res.Records < want {
-		ev, err := rd.Next()
+		typ, data, err := rd.next()
 		if err != nil {
 			res.StreamBytes = cr.n
 			if stalled.Load() {
@@ -236,10 +265,10 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 			}
 			return res, fmt.Errorf("replay: after %d of %d records: %w", res.Records, want, err)
 		}
-		switch ev.Type {
+		switch string(typ) {
 		case "record":
 		case "error", "shutdown":
-			return res, fmt.Errorf("replay: after %d records the server sent %s: %s", res.Records, ev.Type, ev.Data)
+			return res, fmt.Errorf("replay: after %d records the server sent %s: %s", res.Records, typ, data)
 		default:
 			continue
 		}
@@ -250,16 +279,16 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 		progress.Store(res.Records)
 		if verify || (sample > 0 && res.Records%int64(sample) == 0) {
 			clear(m)
-			if err := json.Unmarshal(ev.Data, &m); err != nil {
-				return res, fmt.Errorf("replay: record %d is not JSON: %v: %.200s", res.Records, err, ev.Data)
+			if err := json.Unmarshal(data, &m); err != nil {
+				return res, fmt.Errorf("replay: record %d is not JSON: %v: %.200s", res.Records, err, data)
 			}
 			if _, ok := m["_offset"]; !ok {
-				return res, fmt.Errorf("replay: record %d has no _offset: %.200s", res.Records, ev.Data)
+				return res, fmt.Errorf("replay: record %d has no _offset: %.200s", res.Records, data)
 			}
 			res.JSONParsed++
 		}
 		if verify {
-			part, off, ok := extractPosition(ev.Data)
+			part, off, ok := extractPosition(data)
 			if !ok || int(part) >= len(next) {
 				res.OrderErrors++
 				continue
@@ -270,7 +299,7 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 			next[part] = off + 1
 			if hashes != nil {
 				if s := hashes.slot(part, off); s != nil && *s != 0 {
-					if *s == hash64(ev.Data) {
+					if *s == hash64(data) {
 						res.Verified++
 					} else {
 						res.Mismatches++
@@ -329,6 +358,19 @@ type fanSub struct {
 	err   error
 }
 
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 func processCPU() float64 {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
@@ -342,7 +384,7 @@ func processCPU() float64 {
 // them as active streams, produces at rate for d, waits up to drain for the
 // records to arrive, and measures produce-to-receive latency from each
 // record's _timestamp (the Kafka timestamp the producer set).
-func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate float64, d, drain, connectTimeout time.Duration, parser string, log func(string, ...any)) (fanoutResult, error) {
+func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate float64, d, drain, connectTimeout time.Duration, parser, memProfile string, log func(string, ...any)) (fanoutResult, error) {
 	res := fanoutResult{Subscribers: n, Rate: rate, Parser: parser}
 	before, err := t.stats(ctx)
 	if err != nil {
@@ -483,7 +525,13 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	statsEnd, _ := t.stats(ctx)
+	statsEnd, _ := t.stats(context.WithoutCancel(ctx)) // also after Ctrl-C
+	if memProfile != "" {
+		// While every subscriber is still connected: what the gateway holds.
+		if err := writeHeapProfile(fmt.Sprintf("%s.%d", memProfile, n)); err != nil {
+			log("fan-out %d: heap profile: %v", n, err)
+		}
+	}
 	res.ServerCPU = statsEnd.cpuSeconds - statsStart.cpuSeconds
 	res.CatchUpReads = statsEnd.catchUp - statsStart.catchUp
 	res.BenchCPU = processCPU() - cpuStart

@@ -165,17 +165,33 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "  Kafka      %s\n", g.KafkaAddr())
 	}
+	self := selfCommand()
+	dd := ""
+	if cfg.DataDir != "" {
+		dd = " --data-dir " + cfg.DataDir
+	}
 	fmt.Fprintf(stdout, `
-Try it:
-  curl -s %[1]s/v1/products
-  curl -s %[1]s/v1/products/cdr/schema
-  curl -s '%[1]s/v1/products/cdr/records?from=earliest&limit=3'
-  curl -sN %[1]s/v1/products/network-quality/stream
-  curl -sN -H 'Last-Event-ID: <an id: from the stream>' %[1]s/v1/products/network-quality/stream
+Try it (as partner mvno-a; sluice token --partner lists the others):
+  TOKEN=$(%[2]s token%[3]s --partner mvno-a)
+  curl -s -H "Authorization: Bearer $TOKEN" %[1]s/v1/products
+  curl -s -H "Authorization: Bearer $TOKEN" %[1]s/v1/products/cdr/view
+  curl -s -H "Authorization: Bearer $TOKEN" '%[1]s/v1/products/cdr/records?from=earliest&limit=3'
+  curl -sN -H "Authorization: Bearer $TOKEN" %[1]s/v1/products/network-quality/stream
+  curl -sN -H "Authorization: Bearer $TOKEN" -H 'Last-Event-ID: <an id: from the stream>' %[1]s/v1/products/network-quality/stream
 
 Ctrl-C stops it; streams are told to reconnect.
-`, base)
+`, base, self, dd)
 	return g.Run(ctx)
+}
+
+// selfCommand is how the user runs this binary: "go run ./cmd/sluice"
+// under go run, else the path it was started by.
+func selfCommand() string {
+	exe := os.Args[0]
+	if strings.Contains(exe, "go-build") {
+		return "go run ./cmd/sluice"
+	}
+	return exe
 }
 
 func dataDirOf(cfg gateway.Config) string {

@@ -81,13 +81,16 @@ func TestServeTour(t *testing.T) {
 	})
 
 	// Read the banner up to the end of the "Try it" block.
-	var base string
+	var base, tokenCmd string
 	var tour []string
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		l := sc.Text()
 		if m := regexp.MustCompile(`HTTP API\s+(http://\S+)`).FindStringSubmatch(l); m != nil {
 			base = m[1]
+		}
+		if m := regexp.MustCompile(`TOKEN=\$\((.*)\)`).FindStringSubmatch(l); m != nil {
+			tokenCmd = m[1]
 		}
 		if strings.HasPrefix(strings.TrimSpace(l), "curl ") {
 			tour = append(tour, strings.TrimSpace(l))
@@ -103,6 +106,29 @@ func TestServeTour(t *testing.T) {
 	waitReady(t, base, 20*time.Second)
 	t.Logf("ready in %s", time.Since(start))
 
+	// The token line runs this binary: `<bin> token --data-dir D --partner P`.
+	args := strings.Fields(tokenCmd)
+	if len(args) < 4 || args[0] != bin || args[1] != "token" {
+		t.Fatalf("banner token command %q does not run this binary's token command", tokenCmd)
+	}
+	out, err := exec.Command(bin, args[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", tokenCmd, err)
+	}
+	token := strings.TrimSpace(string(out))
+	if strings.Count(token, ".") != 2 || strings.ContainsAny(token, " \n") {
+		t.Fatalf("token command printed %q, want exactly one JWT", out)
+	}
+	get := func(u string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		return http.DefaultClient.Do(req)
+	}
+	// Without the token: 401 problem.
+	if resp, err := http.Get(base + "/v1/products"); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("no token: %v %v, want 401", resp, err)
+	}
+
 	url := regexp.MustCompile(`(http://[^\s']+)`)
 	var streamURL string
 	for _, c := range tour {
@@ -115,12 +141,12 @@ func TestServeTour(t *testing.T) {
 		}
 		if strings.Contains(c, " -sN ") {
 			streamURL = u
-			readOneRecord(t, u, "")
+			readOneRecord(t, u, token)
 			continue
 		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			resp, err := http.Get(u)
+			resp, err := get(u)
 			if err != nil {
 				t.Fatalf("%s: %v", c, err)
 			}
@@ -154,6 +180,7 @@ func TestServeTour(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, streamURL, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -208,14 +235,12 @@ func waitReady(t *testing.T, base string, d time.Duration) {
 	}
 }
 
-func readOneRecord(t *testing.T, u, lastID string) {
+func readOneRecord(t *testing.T, u, token string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
