@@ -156,7 +156,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 
 // checks are readiness checks beyond Kafka and the catalog.
 func (g *Gateway) checks() map[string]error {
-	return map[string]error{"policy": g.engine.LastError(), "consent": g.consent.Err()}
+	var pol error
+	if err := g.engine.LastError(); err != nil {
+		pol = &httpapi.Degraded{Err: fmt.Errorf("policy reload failed, revision %s stays in force: %w", g.engine.Revision(), err)}
+	}
+	return map[string]error{"policy": pol, "consent": g.consent.Err()}
 }
 
 func loadPartners(cfg Config, cat *products.Catalog) (*products.Partners, error) {

@@ -30,6 +30,11 @@ import (
 
 var testSeq atomic.Int64
 
+type (
+	httpResponse = http.Response
+	sseReader    = sseclient.Reader
+)
+
 type env struct {
 	t        testing.TB
 	cfg      gateway.Config

@@ -72,6 +72,12 @@ type Config struct {
 	Checks func() map[string]error
 }
 
+// Degraded is a readiness check failure that does not stop serving, e.g. a
+// policy reload that failed while the previous policy stays in force.
+type Degraded struct{ Err error }
+
+func (d *Degraded) Error() string { return d.Err.Error() }
+
 // Server serves the HTTP API.
 type Server struct {
 	cfg    Config
@@ -184,11 +190,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.Checks != nil {
 		for name, err := range s.cfg.Checks() {
-			if err != nil {
+			var d *Degraded
+			switch {
+			case err == nil:
+				checks[name] = "ok"
+			case errors.As(err, &d):
+				checks[name] = "degraded: " + d.Err.Error() // reported, still serving
+			default:
 				checks[name] = err.Error()
 				ready = false
-			} else {
-				checks[name] = "ok"
 			}
 		}
 	}
