@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hamba/avro/v2"
 	"net/http"
 	"sort"
 	"sync"
@@ -108,48 +110,52 @@ func (a *access) plan(ctx context.Context, partner *products.Partner, p *product
 	return pl
 }
 
-func policyInput(partner *products.Partner, p *products.Product, purpose string, l *schemas.Layout) policy.Input {
+// policyInput describes a partner's request for a product to the policy.
+// The gateway builds the same input when a subscription opens.
+func PolicyInput(p *products.Partner, prod *products.Product, purpose string) policy.Input {
 	in := policy.Input{
-		Partner: policy.Partner{ID: partner.ID, Name: partner.Name, Type: string(partner.Type), Attributes: partner.Attributes},
-		Grant:   policy.Grant{Product: p.ID, Purpose: purpose},
-		Product: policy.Product{ID: p.ID},
+		Partner: policy.Partner{ID: p.ID, Name: p.Name, Type: string(p.Type), Attributes: p.Attributes},
+		Grant:   policy.Grant{Product: prod.ID, Purpose: purpose},
+		Product: policy.Product{ID: prod.ID},
 	}
-	for _, f := range l.Fields {
-		fs, _ := p.Field(f.Name)
-		in.Product.Fields = append(in.Product.Fields, policy.Field{Name: f.Name, Classification: string(fs.Classification), Type: avroTypeName(f)})
+	types := map[string]string{}
+	if rs, ok := prod.Current().Schema.(*avro.RecordSchema); ok {
+		for _, f := range rs.Fields() {
+			types[f.Name()] = avroTypeName(f.Type())
+		}
+	}
+	for _, f := range prod.Fields {
+		in.Product.Fields = append(in.Product.Fields, policy.Field{
+			Name:           f.Name,
+			Classification: string(f.Classification),
+			Type:           types[f.Name],
+		})
 	}
 	return in
 }
 
-// avroTypeName names a field's type as the policy input documents it.
-func avroTypeName(f schemas.Field) string {
-	switch f.Kind {
-	case schemas.KindBool:
-		return "boolean"
-	case schemas.KindInt, schemas.KindDate:
-		return "int"
-	case schemas.KindLong, schemas.KindTimestampMillis, schemas.KindTimestampMicros:
-		return "long"
-	case schemas.KindFloat:
-		return "float"
-	case schemas.KindDouble:
-		return "double"
-	case schemas.KindString:
-		return "string"
-	case schemas.KindBytes:
-		return "bytes"
-	case schemas.KindFixed:
-		return "fixed"
-	case schemas.KindEnum:
-		return "enum"
+// avroTypeName names a field's type as policy.Field.Type documents: a
+// nullable union by its other branch, a logical type by its underlying type.
+func avroTypeName(s avro.Schema) string {
+	if u, ok := s.(*avro.UnionSchema); ok {
+		var branches []avro.Schema
+		for _, t := range u.Types() {
+			if t.Type() != avro.Null {
+				branches = append(branches, t)
+			}
+		}
+		if len(branches) == 1 {
+			return string(branches[0].Type())
+		}
+		return string(avro.Union)
 	}
-	return "record"
+	return string(s.Type())
 }
 
 func (a *access) compile(ctx context.Context, partner *products.Partner, p *products.Product, purpose string) *plan {
 	l := a.layouts[p.ID]
 	pl := &plan{partner: partner, product: p, purpose: purpose}
-	d, err := a.engine.Decide(ctx, policyInput(partner, p, purpose, l))
+	d, err := a.engine.Decide(ctx, PolicyInput(partner, p, purpose))
 	pl.decision = d
 	if err != nil || !d.Allow {
 		pl.err = err
@@ -281,4 +287,36 @@ func explain(pl *plan) *httpapi.Explain {
 
 func authProblem(f *auth.Failure) *httpapi.Problem {
 	return httpapi.NewProblem(f.Type, f.Status, f.Detail).WithTitle(f.Title())
+}
+
+// ViewSchema derives the Avro schema of the view a decision gives of a
+// product, as the gateway would serve it (`sluice policy explain` prints
+// it). The schema does not depend on keys, so none is needed.
+func ViewSchema(p *products.Product, d policy.Decision) (json.RawMessage, error) {
+	l, err := schemas.NewLayout(p.Current().Schema)
+	if err != nil {
+		return nil, err
+	}
+	vp := view.Plan{Key: "explain"}
+	key := make([]byte, masking.KeyLen)
+	for _, f := range l.Fields {
+		treat, ok := d.Fields[f.Name]
+		if !ok {
+			continue
+		}
+		spec, err := masking.ParseSpec(treat)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		t, err := masking.Compile(spec, key)
+		if err != nil {
+			return nil, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		vp.Fields = append(vp.Fields, view.FieldPlan{Name: f.Name, Transform: t})
+	}
+	g, err := view.NewGoverned(l, vp)
+	if err != nil {
+		return nil, err
+	}
+	return g.Schema(), nil
 }

@@ -41,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = bench(args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(args[1:], stdout, stderr)
+	case "policy":
+		err = policyCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "--help":
@@ -67,6 +69,7 @@ commands:
   serve     run the gateway; with no flags: embedded Kafka broker, synthetic
             telco data and the HTTP API on 127.0.0.1:8080
   token     print a development bearer token for a demo partner
+  policy    test the Rego policy, or explain a partner's view of a product
   bench     end-to-end SSE throughput and produce-to-receive latency
   version   print the version
 
