@@ -153,14 +153,17 @@ func avroTypeName(s avro.Schema) string {
 }
 
 func (a *access) compile(ctx context.Context, partner *products.Partner, p *products.Product, purpose string) *plan {
-	l := a.layouts[p.ID]
-	pl := &plan{partner: partner, product: p, purpose: purpose}
 	d, err := a.engine.Decide(ctx, PolicyInput(partner, p, purpose))
-	pl.decision = d
 	if err != nil || !d.Allow {
-		pl.err = err
-		return pl
+		return &plan{partner: partner, product: p, purpose: purpose, decision: d, err: err}
 	}
+	return a.compileFrom(partner, p, purpose, d)
+}
+
+// compileFrom compiles an allowing decision into a view.
+func (a *access) compileFrom(partner *products.Partner, p *products.Product, purpose string, d policy.Decision) *plan {
+	l := a.layouts[p.ID]
+	pl := &plan{partner: partner, product: p, purpose: purpose, decision: d}
 	deny := func(err error) *plan {
 		pl.err = err
 		pl.view = nil

@@ -208,3 +208,11 @@ func (s *Store) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Loaded returns a store that is ready and holds no opt-outs, for
+// benchmarks and tests of plans without Kafka; Run must not be called on it.
+func Loaded(topic string) *Store {
+	s := New(nil, topic, slog.New(slog.DiscardHandler))
+	close(s.ready)
+	return s
+}

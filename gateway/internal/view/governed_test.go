@@ -167,9 +167,9 @@ func TestGovernedZeroAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkMvnoBView: the per-record path of the mvno-b CDR view: decode,
+// BenchmarkGovernedHandPlan: a hand-written mvno-b-like plan: decode,
 // row filter, consent check, pseudonymise/cut/truncate, JSON encode.
-func BenchmarkMvnoBView(b *testing.B) {
+func BenchmarkGovernedHandPlan(b *testing.B) {
 	codec, _, recs := cdrFixture(b, "mixed")
 	l := codec.Layout()
 	// Every row is for this partner in the benchmark: worst case.

@@ -10,7 +10,6 @@ package view
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -79,7 +78,8 @@ func AppendMeta(dst []byte, m Meta) []byte {
 	dst = strconv.AppendInt(dst, int64(m.Partition), 10)
 	dst = append(dst, `,"_offset":`...)
 	dst = strconv.AppendInt(dst, m.Offset, 10)
-	dst = append(dst, `,"_timestamp":"`...)
-	dst = time.UnixMilli(m.Timestamp).UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
-	return append(dst, `"}`...)
+	dst = append(dst, `,"_timestamp":`...)
+	ts := schemas.Value{Kind: schemas.KindTimestampMillis, Int: m.Timestamp}
+	dst = schemas.AppendJSONValue(dst, &ts) // quoted RFC 3339, ms, UTC
+	return append(dst, '}')
 }
