@@ -1,14 +1,16 @@
 package httpapi
 
 // Checks of the OpenAPI document that need the package's internals: the
-// chi router (to compare the registered routes with the documented paths)
-// and the table of problem types. Responses of a running gateway are
-// validated against the document in openapi_test.go.
+// chi router (to compare the registered routes with the documented paths),
+// the table of problem types (with gateway/auth's token problems) and the
+// security every /v1 operation declares. Responses of a running gateway
+// are validated against the document in openapi_test.go.
 
 import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/internal/metrics"
 )
 
@@ -48,7 +51,9 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 	if doc.Info == nil || doc.Info.Version != "1" || doc.Info.Title == "" {
 		t.Errorf("info = %+v, want a title and version \"1\"", doc.Info)
 	}
-	for _, name := range []string{"Problem", "Product", "Field", "ProductList", "RecordsPage", "Record", "Readiness", "Cursor"} {
+	for _, name := range []string{"Problem", "Product", "Field", "ProductList", "RecordsPage", "Record", "Readiness", "Cursor",
+		"AvroSchema", "ViewSchema", "Explain", "FieldTreatment", "Treatment", "Purpose", "PolicyRevision",
+		"StreamCursor", "StreamShutdown", "StreamReauthenticate", "JWKSet", "JWK"} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("components.schemas.%s is missing", name)
 		}
@@ -127,12 +132,16 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	for _, v := range typ.Enum {
 		documented = append(documented, v.(string))
 	}
+	// The package's own types, and the token problems gateway/auth defines
+	// (the gateway passes them through).
 	var emitted []string
 	for k := range titles {
 		emitted = append(emitted, k)
 	}
+	emitted = append(emitted, auth.ProblemTypes()...)
 	slices.Sort(documented)
 	slices.Sort(emitted)
+	emitted = slices.Compact(emitted)
 	if !slices.Equal(documented, emitted) {
 		t.Errorf("Problem.type enum %v\n  differs from the package's problem types %v", documented, emitted)
 	}
@@ -140,6 +149,154 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	for _, k := range emitted {
 		if !strings.Contains(desc, "`"+k+"`") {
 			t.Errorf("Problem's description table does not mention %s", k)
+		}
+	}
+}
+
+// oaNarrowedTypes returns the problem types a problem+json response narrows
+// Problem.type to (its enum or const), nil when it does not narrow it.
+func oaNarrowedTypes(r *openapi3.ResponseRef) []string {
+	if r == nil || r.Value == nil || r.Value.Content["application/problem+json"] == nil {
+		return nil
+	}
+	s := r.Value.Content["application/problem+json"].Schema
+	if s == nil || s.Value == nil || s.Value.Properties["type"] == nil {
+		return nil
+	}
+	t := s.Value.Properties["type"].Value
+	var out []string
+	for _, v := range t.Enum {
+		out = append(out, v.(string))
+	}
+	if c, ok := t.Const.(string); ok {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Every /v1 operation but the document itself requires a bearer JWT and
+// documents the 401 and 403 answers the gateway gives; the others require
+// nothing and document neither.
+func TestOpenAPISecurity(t *testing.T) {
+	doc := oaLoadDoc(t)
+	ref := doc.Components.SecuritySchemes["bearerAuth"]
+	if ref == nil || ref.Value == nil {
+		t.Fatal("components.securitySchemes.bearerAuth is missing")
+	}
+	if s := ref.Value; s.Type != "http" || s.Scheme != "bearer" || s.BearerFormat != "JWT" {
+		t.Errorf("bearerAuth = %s %s %s, want http bearer JWT", s.Type, s.Scheme, s.BearerFormat)
+	}
+
+	// The token problems: every gateway/auth type is 401 but the unknown
+	// partner, which is 403 (auth.Failure.Status).
+	var unauthorized []string
+	for _, typ := range auth.ProblemTypes() {
+		if typ != auth.ProblemTokenUnknownPartner {
+			unauthorized = append(unauthorized, typ)
+		}
+	}
+	slices.Sort(unauthorized)
+	// What a 403 may say: a catalog endpoint only checks the partner; the
+	// view explains policy denials with a 200; reading gets all four.
+	forbidden := map[string][]string{
+		"catalog": {auth.ProblemTokenUnknownPartner},
+		"view":    {ProblemNoGrant, auth.ProblemTokenUnknownPartner},
+		"read":    {ProblemNoGrant, ProblemDenied, ProblemPolicyError, auth.ProblemTokenUnknownPartner},
+	}
+	kind := map[string]string{
+		"/v1/products":              "catalog",
+		"/v1/products/{id}":         "catalog",
+		"/v1/products/{id}/view":    "view",
+		"/v1/products/{id}/schema":  "read",
+		"/v1/products/{id}/records": "read",
+		"/v1/products/{id}/stream":  "read",
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			where := method + " " + path
+			reqs := doc.Security
+			if op.Security != nil {
+				reqs = *op.Security
+			}
+			secured := len(reqs) > 0
+			for _, r := range reqs {
+				if len(r) == 0 {
+					secured = false // {} makes a token optional
+				} else if _, ok := r["bearerAuth"]; !ok || len(r) != 1 {
+					t.Errorf("%s: security requirement %v, want bearerAuth alone", where, r)
+				}
+			}
+			want := strings.HasPrefix(path, "/v1/") && path != "/v1/openapi.json"
+			if secured != want {
+				t.Errorf("%s: requires a bearer token: %v, want %v", where, secured, want)
+			}
+			r401, r403 := op.Responses.Status(401), op.Responses.Status(403)
+			if !want {
+				if r401 != nil || r403 != nil {
+					t.Errorf("%s: needs no token but documents a 401 or 403", where)
+				}
+				continue
+			}
+			if got := oaNarrowedTypes(r401); !slices.Equal(got, unauthorized) {
+				t.Errorf("%s: 401 types %v, want every token problem but the unknown partner %v", where, got, unauthorized)
+			}
+			if r401 != nil && r401.Value != nil {
+				h := r401.Value.Headers["WWW-Authenticate"]
+				if h == nil || h.Value == nil || !h.Value.Required {
+					t.Errorf("%s: 401 without a required WWW-Authenticate header", where)
+				}
+			}
+			k, ok := kind[path]
+			if !ok {
+				t.Errorf("%s: secured, but this test does not know what its 403 may say", where)
+				continue
+			}
+			wantForbidden := slices.Sorted(slices.Values(forbidden[k]))
+			if got := oaNarrowedTypes(r403); !slices.Equal(got, wantForbidden) {
+				t.Errorf("%s: 403 types %v, want %v", where, got, wantForbidden)
+			}
+			if k != "catalog" && !slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+				return p.Value != nil && p.Value.Name == "purpose" && p.Value.In == openapi3.ParameterInQuery
+			}) {
+				t.Errorf("%s: no purpose query parameter", where)
+			}
+		}
+	}
+}
+
+// The key set is published only when the gateway signs development tokens
+// (Config.JWKS); otherwise the path is the documented 404 problem.
+func TestOpenAPIJWKSOnlyInDevMode(t *testing.T) {
+	doc := oaLoadDoc(t)
+	op := doc.Paths.Find("/.well-known/jwks.json")
+	if op == nil || op.Get == nil {
+		t.Fatal("GET /.well-known/jwks.json is not documented")
+	}
+	for _, jwks := range [][]byte{nil, []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1","alg":"EdDSA","use":"sig"}]}`)} {
+		s := New(Config{Metrics: metrics.New(), JWKS: jwks})
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
+		r := op.Get.Responses.Status(rec.Code)
+		if r == nil {
+			t.Errorf("JWKS %v: status %d is not documented", jwks != nil, rec.Code)
+			continue
+		}
+		ct := rec.Header().Get("Content-Type")
+		mt := r.Value.Content.Get(ct)
+		if mt == nil {
+			t.Errorf("JWKS %v: %d %s is not documented", jwks != nil, rec.Code, ct)
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := mt.Schema.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			t.Errorf("JWKS %v: %d %s does not match the document: %v", jwks != nil, rec.Code, rec.Body, err)
+		}
+		if wantCode := map[bool]int{false: 404, true: 200}[jwks != nil]; rec.Code != wantCode {
+			t.Errorf("JWKS %v: status %d, want %d", jwks != nil, rec.Code, wantCode)
 		}
 	}
 }
@@ -157,7 +314,8 @@ func oaChiPath(route string) string {
 // and every documented operation is registered.
 func TestOpenAPIRoutesMatchRouter(t *testing.T) {
 	doc := oaLoadDoc(t)
-	s := New(Config{Metrics: metrics.New()})
+	// With JWKS set, as in embedded mode, every route is registered.
+	s := New(Config{Metrics: metrics.New(), JWKS: []byte(`{"keys":[]}`)})
 
 	registered := map[string]bool{} // "GET /v1/products"
 	err := chi.Walk(s.router, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {

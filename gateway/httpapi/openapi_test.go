@@ -2,19 +2,31 @@ package httpapi_test
 
 // Responses of a real gateway (embedded broker, data generator) validated
 // against openapi.json with kin-openapi: status, headers, content type and
-// body of every documented operation, error cases included, and the SSE
-// events against their schemas. The document's own validity and its match
-// with the router are checked in openapi_internal_test.go.
+// body of every documented operation, error cases included (every token
+// check, missing grants, policy denials and policy errors), and the SSE
+// events against their schemas, including the ends of a stream whose token
+// expires or whose access a policy reload withdraws. Requests carry
+// development tokens signed with the gateway's dev key, as `sluice token`
+// issues them. The document's own validity and its match with the router
+// and the package's problem types are checked in openapi_internal_test.go.
 
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,13 +37,16 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/gateway/internal/cursor"
 	"github.com/sluicehq/sluice/gateway/sseclient"
+	"github.com/sluicehq/sluice/policy"
 )
 
 func init() {
@@ -51,14 +66,112 @@ func (w oaLogWriter) Write(p []byte) (int, error) {
 
 // oaGateway is a running gateway and the document to hold it to.
 type oaGateway struct {
-	t      *testing.T
-	gw     *gateway.Gateway
-	base   string
-	doc    *openapi3.T
-	router routers.Router
-	cancel context.CancelFunc
-	done   chan error
-	stop   func()
+	t         *testing.T
+	gw        *gateway.Gateway
+	base      string
+	doc       *openapi3.T
+	router    routers.Router
+	cancel    context.CancelFunc
+	done      chan error
+	stop      func()
+	dataDir   string // holds the dev signing key the gateway trusts
+	policyDir string // a copy of the shipped policy, watched by the gateway
+
+	mu     sync.Mutex
+	tokens map[string]string // partner -> dev token
+}
+
+// oaPartnerFor is the partner a request reads a path as: internal-fraud
+// sees cdr and fraud-alerts in clear (fraud-prevention), internal-noc every
+// product pseudonymised (network-analytics).
+func oaPartnerFor(path string) string {
+	if strings.Contains(path, "/products/cdr") || strings.Contains(path, "/products/fraud-alerts") {
+		return "internal-fraud"
+	}
+	return "internal-noc"
+}
+
+// oaNeedsToken reports whether the server wants a bearer token for path:
+// every /v1 endpoint but the OpenAPI document.
+func oaNeedsToken(path string) bool {
+	return strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/v1/openapi.json")
+}
+
+// token returns a development token for partner (valid for an hour),
+// signed with the data directory's dev key as `sluice token` signs them.
+func (g *oaGateway) token(partner string) string {
+	g.t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tok, ok := g.tokens[partner]; ok {
+		return tok
+	}
+	tok := g.sign(partner, time.Hour)
+	if g.tokens == nil {
+		g.tokens = map[string]string{}
+	}
+	g.tokens[partner] = tok
+	return tok
+}
+
+// sign issues a new dev token for partner valid for ttl.
+func (g *oaGateway) sign(partner string, ttl time.Duration) string {
+	g.t.Helper()
+	key, kid, err := auth.DevKey(g.dataDir)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	tok, err := auth.Sign(key, kid, auth.DevIssuer, auth.DevAudience, partner, ttl)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return tok
+}
+
+// bearer is the header pair authenticating as partner.
+func (g *oaGateway) bearer(partner string) []string {
+	return []string{"Authorization", "Bearer " + g.token(partner)}
+}
+
+// oaNoToken sends a request without Authorization.
+var oaNoToken = []string{"Authorization", ""}
+
+// withAuth adds the path's default partner token to hdr unless hdr sets
+// Authorization itself (to "" for none).
+func (g *oaGateway) withAuth(path string, hdr []string) []string {
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if http.CanonicalHeaderKey(hdr[i]) == "Authorization" {
+			return hdr
+		}
+	}
+	if !oaNeedsToken(path) {
+		return hdr
+	}
+	return append(g.bearer(oaPartnerFor(path)), hdr...)
+}
+
+// oaPolicyDir copies the shipped policy (without its Rego tests) into a
+// directory the gateway watches, so a test can reload it.
+func oaPolicyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := fs.ReadDir(policy.DefaultPolicy, "rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".rego") || strings.HasSuffix(e.Name(), "_test.rego") {
+			continue
+		}
+		data, err := fs.ReadFile(policy.DefaultPolicy, path.Join("rego", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func oaStart(t *testing.T) *oaGateway {
@@ -72,6 +185,8 @@ func oaStart(t *testing.T) *oaGateway {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	yes := true
+	// Auth is left at its embedded-mode default: the gateway trusts the data
+	// directory's dev key and publishes it at /.well-known/jwks.json.
 	cfg := gateway.Config{
 		DataDir:           t.TempDir(),
 		HTTPAddr:          "127.0.0.1:0",
@@ -83,6 +198,7 @@ func oaStart(t *testing.T) *oaGateway {
 		Stream:          gateway.StreamYAML{Heartbeat: 20 * time.Millisecond, IdleCursor: 100 * time.Millisecond},
 		Hub:             gateway.HubYAML{MaxWait: 100 * time.Millisecond},
 		ShutdownTimeout: 5 * time.Second,
+		Policy:          gateway.PolicyConfig{Dir: oaPolicyDir(t), WatchInterval: 50 * time.Millisecond},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	gw, err := gateway.New(ctx, cfg)
@@ -90,7 +206,8 @@ func oaStart(t *testing.T) *oaGateway {
 		cancel()
 		t.Fatalf("gateway.New: %v", err)
 	}
-	g := &oaGateway{t: t, gw: gw, base: "http://" + gw.HTTPAddr(), doc: doc, router: router, cancel: cancel, done: make(chan error, 1)}
+	g := &oaGateway{t: t, gw: gw, base: "http://" + gw.HTTPAddr(), doc: doc, router: router, cancel: cancel, done: make(chan error, 1),
+		dataDir: cfg.DataDir, policyDir: cfg.Policy.Dir}
 	go func() { g.done <- gw.Run(ctx) }()
 	var once sync.Once
 	g.stop = func() {
@@ -123,16 +240,20 @@ func oaStart(t *testing.T) *oaGateway {
 	}
 }
 
-// get sends a request (header name/value pairs after the path) and reads
-// the whole answer.
+// get sends a request (header name/value pairs after the path; an empty
+// value sends no such header) and reads the whole answer. /v1 requests
+// carry the path's default partner token unless hdr sets Authorization.
 func (g *oaGateway) get(method, path string, hdr ...string) (*http.Request, *http.Response, []byte) {
 	g.t.Helper()
 	req, err := http.NewRequest(method, g.base+path, nil)
 	if err != nil {
 		g.t.Fatal(err)
 	}
+	hdr = g.withAuth(path, hdr)
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] != "" {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -176,16 +297,70 @@ func (g *oaGateway) validate(req *http.Request, resp *http.Response, body []byte
 	return openapi3filter.ValidateResponse(context.Background(), out)
 }
 
-// validateRequest reports whether the document accepts req.
+// oaAuthenticate holds a request to the document's security schemes: an
+// HTTP bearer scheme wants "Authorization: Bearer <token>". The token
+// itself cannot be judged from the document.
+func oaAuthenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	s := in.SecurityScheme
+	if s.Type != "http" || !strings.EqualFold(s.Scheme, "bearer") {
+		return fmt.Errorf("security scheme %s: type %q scheme %q is not what the server implements (HTTP bearer)", in.SecuritySchemeName, s.Type, s.Scheme)
+	}
+	h := in.RequestValidationInput.Request.Header.Get("Authorization")
+	if len(h) <= len("Bearer ") || !strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+		return fmt.Errorf("security scheme %s: no bearer token", in.SecuritySchemeName)
+	}
+	return nil
+}
+
+// validateRequest reports whether the document accepts req: its
+// parameters, its security requirements, and no query parameter the
+// operation does not document (kin-openapi ignores those; the server
+// rejects them).
 func (g *oaGateway) validateRequest(req *http.Request) error {
 	route, params, err := g.route(req)
 	if err != nil {
 		return err
 	}
-	return openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+	err = openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
 		Request: req, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+		Options: &openapi3filter.Options{AuthenticationFunc: oaAuthenticate, MultiError: true},
 	})
+	documented := map[string]bool{}
+	for _, ps := range []openapi3.Parameters{route.PathItem.Parameters, route.Operation.Parameters} {
+		for _, p := range ps {
+			if p.Value != nil && p.Value.In == openapi3.ParameterInQuery {
+				documented[p.Value.Name] = true
+			}
+		}
+	}
+	for k := range req.URL.Query() {
+		if !documented[k] {
+			err = errors.Join(err, fmt.Errorf("query parameter %q is not documented for %s %s", k, route.Method, route.Path))
+		}
+	}
+	return err
+}
+
+// security is the effective security requirement of req's operation: true
+// when the document requires a bearer token.
+func (g *oaGateway) security(req *http.Request) (bool, error) {
+	route, _, err := g.route(req)
+	if err != nil {
+		return false, err
+	}
+	reqs := g.doc.Security
+	if route.Operation.Security != nil {
+		reqs = *route.Operation.Security
+	}
+	if len(reqs) == 0 {
+		return false, nil
+	}
+	for _, r := range reqs {
+		if len(r) == 0 {
+			return false, nil // {} makes the others optional
+		}
+	}
+	return true, nil
 }
 
 // schema validates a decoded JSON value against components.schemas[name].
@@ -216,8 +391,9 @@ type oaCase struct {
 	// problem is the expected problem type URN for an error answer.
 	problem string
 	// docRejects: the document itself tells clients the request is
-	// invalid (parameter schema), so ValidateRequest must fail. Otherwise,
-	// for 2xx answers, it must pass.
+	// invalid (parameter schema, missing bearer token, undocumented query
+	// parameter), so validateRequest must fail. Otherwise, for 2xx
+	// answers, it must pass.
 	docRejects bool
 	check      func(t *testing.T, body []byte, resp *http.Response)
 }
@@ -254,6 +430,9 @@ func (g *oaGateway) run(t *testing.T, c oaCase) []byte {
 			t.Errorf("%s %s: problem %s, want type %s, status %d, a title and a detail", method, c.path, body, c.problem, c.status)
 		}
 	}
+	if c.status == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), `Bearer realm="sluice"`) {
+		t.Errorf("%s %s: 401 with WWW-Authenticate %q", method, c.path, resp.Header.Get("WWW-Authenticate"))
+	}
 	reqErr := g.validateRequest(req)
 	switch {
 	case c.docRejects && reqErr == nil:
@@ -285,6 +464,111 @@ func (g *oaGateway) page(path string) oaPage {
 		g.t.Fatalf("GET %s: %v", path, err)
 	}
 	return p
+}
+
+// oaExplain is the body of GET /v1/products/{id}/view.
+type oaExplain struct {
+	Partner         string          `json:"partner"`
+	Product         string          `json:"product"`
+	Purpose         string          `json:"purpose"`
+	Allowed         bool            `json:"allowed"`
+	Reason          string          `json:"reason"`
+	PolicyRevision  string          `json:"policy_revision"`
+	RowCondition    string          `json:"row_condition"`
+	ConsentRequired bool            `json:"consent_required"`
+	Fields          []oaTreatment   `json:"fields"`
+	Schema          json.RawMessage `json:"schema"`
+}
+
+type oaTreatment struct {
+	Name      string         `json:"name"`
+	Treatment map[string]any `json:"treatment"`
+}
+
+func oaParseExplain(t *testing.T, body []byte) oaExplain {
+	t.Helper()
+	var e oaExplain
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("view %s: %v", body, err)
+	}
+	return e
+}
+
+// oaJSONEqual reports whether a and b hold the same JSON value.
+func oaJSONEqual(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+// oaBadToken is an Authorization header value that fails one token check.
+type oaBadToken struct {
+	name, authz string
+	status      int
+	typ         string
+	docRejects  bool // the document's security scheme already rules it out
+}
+
+// oaBadTokens builds a request failing each check of gateway/auth, from a
+// missing header to a valid token naming no registered partner.
+func oaBadTokens(t *testing.T, g *oaGateway) []oaBadToken {
+	t.Helper()
+	key, kid, err := auth.DevKey(g.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, otherKID, err := auth.DevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{
+			"iss": auth.DevIssuer, "aud": auth.DevAudience, "sub": "internal-fraud",
+			"iat": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(),
+		}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	sign := func(k ed25519.PrivateKey, kid string, c jwt.MapClaims) string {
+		tk := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		tk.Header["kid"] = kid
+		s, err := tk.SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + s
+	}
+	b64 := func(v any) string {
+		data, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(data)
+	}
+	algNone := "Bearer " + b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + b64(claims(nil)) + "."
+	return []oaBadToken{
+		{"no header", "", 401, auth.ProblemTokenMissing, true},
+		{"Bearer without token", "Bearer", 401, auth.ProblemTokenMissing, true},
+		{"Basic", "Basic dXNlcjpwYXNz", 401, auth.ProblemTokenWrongScheme, true},
+		{"garbage", "Bearer garbage", 401, auth.ProblemTokenMalformed, false},
+		{"two tokens", "Bearer a.b.c d.e.f", 401, auth.ProblemTokenMalformed, false},
+		{"alg none", algNone, 401, auth.ProblemTokenAlgNotAllowed, false},
+		{"unknown key", sign(other, otherKID, claims(nil)), 401, auth.ProblemTokenUnknownKey, false},
+		{"bad signature", sign(other, kid, claims(nil)), 401, auth.ProblemTokenBadSignature, false},
+		{"expired", sign(key, kid, claims(func(c jwt.MapClaims) {
+			c["iat"], c["exp"] = now.Add(-2*time.Hour).Unix(), now.Add(-time.Hour).Unix()
+		})), 401, auth.ProblemTokenExpired, false},
+		{"not yet valid", sign(key, kid, claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })), 401, auth.ProblemTokenNotYetValid, false},
+		{"no expiry", sign(key, kid, claims(func(c jwt.MapClaims) { delete(c, "exp") })), 401, auth.ProblemTokenNoExpiry, false},
+		{"wrong issuer", sign(key, kid, claims(func(c jwt.MapClaims) { c["iss"] = "someone-else" })), 401, auth.ProblemTokenWrongIssuer, false},
+		{"wrong audience", sign(key, kid, claims(func(c jwt.MapClaims) { c["aud"] = "not-sluice" })), 401, auth.ProblemTokenWrongAudience, false},
+		{"unknown partner", sign(key, kid, claims(func(c jwt.MapClaims) { c["sub"] = "nobody" })), 403, auth.ProblemTokenUnknownPartner, false},
+	}
 }
 
 // TestOpenAPIResponses requests every documented operation of a running
@@ -342,7 +626,79 @@ func TestOpenAPIResponses(t *testing.T) {
 			t.Errorf("Sluice-Next-Cursor %q", resp.Header.Get("Sluice-Next-Cursor"))
 		}
 	}
+	// The view schema (no ?version): a ViewSchema with the policy revision,
+	// without the upstream version headers.
+	checkViewSchema := func(t *testing.T, body []byte, resp *http.Response) {
+		if err := g.schemaJSON("ViewSchema", body); err != nil {
+			t.Errorf("view schema is not a ViewSchema: %v\n%.400s", err, body)
+		}
+		if resp.Header.Get("Sluice-Policy-Revision") == "" {
+			t.Error("view schema without Sluice-Policy-Revision")
+		}
+		for _, h := range []string{"Sluice-Schema-Version", "Sluice-Schema-Id"} {
+			if v := resp.Header.Get(h); v != "" {
+				t.Errorf("view schema with %s %q: it is no upstream version", h, v)
+			}
+		}
+	}
+	// An upstream version (?version=N): as written, with its version headers.
+	checkVersion := func(n string) func(t *testing.T, body []byte, resp *http.Response) {
+		return func(t *testing.T, body []byte, resp *http.Response) {
+			if v := resp.Header.Get("Sluice-Schema-Version"); v != n {
+				t.Errorf("Sluice-Schema-Version %q, want %s", v, n)
+			}
+			if resp.Header.Get("Sluice-Schema-Id") == "" {
+				t.Error("no Sluice-Schema-Id")
+			}
+			if v := resp.Header.Get("Sluice-Policy-Revision"); v != "" {
+				t.Errorf("upstream version with Sluice-Policy-Revision %q", v)
+			}
+			if g.schemaJSON("ViewSchema", body) == nil {
+				t.Errorf("schema version %s is a ViewSchema; want the upstream schema as written: %.300s", n, body)
+			}
+		}
+	}
+	checkView := func(partner, purpose string, clear bool) func(t *testing.T, body []byte, resp *http.Response) {
+		return func(t *testing.T, body []byte, resp *http.Response) {
+			e := oaParseExplain(t, body)
+			if !e.Allowed || e.Partner != partner || e.Purpose != purpose || e.Reason == "" || len(e.Fields) == 0 || len(e.Schema) == 0 {
+				t.Errorf("view %s: want an allowed view for %s (%s) with fields and a schema", body, partner, purpose)
+			}
+			masked := 0
+			for _, f := range e.Fields {
+				if f.Treatment["op"] != "keep" {
+					masked++
+				}
+			}
+			if clear != (masked == 0) {
+				t.Errorf("view for %s (%s): %d of %d fields not kept", partner, purpose, masked, len(e.Fields))
+			}
+		}
+	}
+	checkJWKS := func(t *testing.T, body []byte, _ *http.Response) {
+		key, kid, err := auth.DevKey(g.dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var set struct {
+			Keys []struct{ Kid, Kty, Crv, X string }
+		}
+		if err := json.Unmarshal(body, &set); err != nil {
+			t.Fatal(err)
+		}
+		x := base64.RawURLEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+		if len(set.Keys) != 1 || set.Keys[0].Kid != kid || set.Keys[0].X != x {
+			t.Errorf("JWKS %s: want the dev key %s (x %s)", body, kid, x)
+		}
+	}
 
+	const (
+		unauthorized   = "urn:sluice:problem:token-missing"
+		noGrant        = "urn:sluice:problem:no-grant"
+		unknownPeer    = "urn:sluice:problem:token-unknown-partner"
+		invalidQuery   = "urn:sluice:problem:invalid-query"
+		unknownProduct = "urn:sluice:problem:unknown-product"
+	)
 	cases := []oaCase{
 		// Operations.
 		{name: "healthz", path: "/healthz", status: 200, ctype: "application/json"},
@@ -357,29 +713,67 @@ func TestOpenAPIResponses(t *testing.T) {
 				t.Error("GET /v1/openapi.json is not the embedded document")
 			}
 		}},
+		{name: "jwks", path: "/.well-known/jwks.json", status: 200, ctype: "application/jwk-set+json", check: checkJWKS},
 
 		// Catalog.
 		{name: "products", path: "/v1/products", status: 200, ctype: "application/json"},
+		{name: "products without token", path: "/v1/products", hdr: oaNoToken, status: 401, problem: unauthorized, docRejects: true},
+		{name: "products unknown partner", path: "/v1/products", hdr: g.bearer("nobody"), status: 403, problem: unknownPeer},
+		{name: "products as regulator", path: "/v1/products", hdr: g.bearer("regulator"), status: 200, ctype: "application/json"},
+		{name: "products query", path: "/v1/products?purpose=billing", status: 400, problem: invalidQuery, docRejects: true},
 		{name: "product", path: "/v1/products/cdr", status: 200, ctype: "application/json"},
-		{name: "unknown product", path: "/v1/products/nope", status: 404, problem: "urn:sluice:problem:unknown-product"},
-		{name: "schema", path: "/v1/products/cdr/schema", status: 200, ctype: "application/json"},
-		{name: "schema v1", path: "/v1/products/cdr/schema?version=1", status: 200, ctype: "application/json", check: func(t *testing.T, _ []byte, resp *http.Response) {
-			if v := resp.Header.Get("Sluice-Schema-Version"); v != "1" {
-				t.Errorf("Sluice-Schema-Version %q, want 1", v)
+		{name: "product as regulator", path: "/v1/products/cdr", hdr: g.bearer("regulator"), status: 200, ctype: "application/json"},
+		{name: "product without token", path: "/v1/products/cdr", hdr: oaNoToken, status: 401, problem: unauthorized, docRejects: true},
+		{name: "product unknown partner", path: "/v1/products/cdr", hdr: g.bearer("nobody"), status: 403, problem: unknownPeer},
+		{name: "product query", path: "/v1/products/cdr?purpose=billing", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "unknown product", path: "/v1/products/nope", status: 404, problem: unknownProduct},
+		{name: "schema", path: "/v1/products/cdr/schema", status: 200, ctype: "application/json", check: checkViewSchema},
+		{name: "schema purpose", path: "/v1/products/cdr/schema?purpose=network-analytics", hdr: g.bearer("mvno-b"), status: 200, ctype: "application/json", check: checkViewSchema},
+		{name: "schema v1", path: "/v1/products/cdr/schema?version=1", status: 200, ctype: "application/json", check: checkVersion("1")},
+		{name: "schema v1 as regulator", path: "/v1/products/cdr/schema?version=1", hdr: g.bearer("regulator"), status: 200, ctype: "application/json", check: checkVersion("1")},
+		{name: "schema as regulator", path: "/v1/products/cdr/schema", hdr: g.bearer("regulator"), status: 403, problem: noGrant},
+		{name: "schema no grant for purpose", path: "/v1/products/cdr/schema?purpose=billing", status: 403, problem: noGrant},
+		{name: "schema without token", path: "/v1/products/cdr/schema", hdr: oaNoToken, status: 401, problem: unauthorized, docRejects: true},
+		{name: "schema unknown version", path: "/v1/products/cdr/schema?version=99", status: 400, problem: invalidQuery},
+		{name: "schema bad version", path: "/v1/products/cdr/schema?version=two", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "schema unknown param", path: "/v1/products/cdr/schema?colour=red", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "schema unknown product", path: "/v1/products/nope/schema", status: 404, problem: unknownProduct},
+
+		// The caller's view.
+		{name: "view", path: "/v1/products/cdr/view", status: 200, ctype: "application/json", check: checkView("internal-fraud", "fraud-prevention", true)},
+		{name: "view purpose", path: "/v1/products/cdr/view?purpose=fraud-prevention", status: 200, ctype: "application/json", check: checkView("internal-fraud", "fraud-prevention", true)},
+		{name: "view pseudonymised", path: "/v1/products/cdr/view?purpose=network-analytics", hdr: g.bearer("internal-noc"), status: 200, ctype: "application/json", check: checkView("internal-noc", "network-analytics", false)},
+		{name: "view own rows", path: "/v1/products/cdr/view", hdr: g.bearer("mvno-b"), status: 200, ctype: "application/json", check: func(t *testing.T, body []byte, resp *http.Response) {
+			checkView("mvno-b", "network-analytics", false)(t, body, resp)
+			if e := oaParseExplain(t, body); !strings.Contains(e.RowCondition, `mvno_id == "mvno-b"`) || !e.ConsentRequired {
+				t.Errorf("mvno-b's view: row_condition %q, consent_required %v; want its own subscribers, consent checked", e.RowCondition, e.ConsentRequired)
 			}
 		}},
-		{name: "schema unknown version", path: "/v1/products/cdr/schema?version=99", status: 400, problem: "urn:sluice:problem:invalid-query"},
-		{name: "schema bad version", path: "/v1/products/cdr/schema?version=two", status: 400, problem: "urn:sluice:problem:invalid-query", docRejects: true},
-		{name: "schema unknown product", path: "/v1/products/nope/schema", status: 404, problem: "urn:sluice:problem:unknown-product"},
+		{name: "view regulator", path: "/v1/products/cdr/view", hdr: g.bearer("regulator"), status: 403, problem: noGrant},
+		{name: "view no grant", path: "/v1/products/fraud-alerts/view", hdr: g.bearer("mvno-b"), status: 403, problem: noGrant},
+		{name: "view no grant for purpose", path: "/v1/products/cdr/view?purpose=billing", status: 403, problem: noGrant},
+		{name: "view unknown purpose", path: "/v1/products/cdr/view?purpose=profit", status: 403, problem: noGrant, docRejects: true},
+		{name: "view unknown partner", path: "/v1/products/cdr/view", hdr: g.bearer("nobody"), status: 403, problem: unknownPeer},
+		{name: "view without token", path: "/v1/products/cdr/view", hdr: oaNoToken, status: 401, problem: unauthorized, docRejects: true},
+		{name: "view unknown param", path: "/v1/products/cdr/view?colour=red", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "view unknown product", path: "/v1/products/nope/view", status: 404, problem: unknownProduct},
 
 		// Records.
 		{name: "records", path: "/v1/products/cdr/records?from=earliest&limit=5", status: 200, ctype: "application/json", check: checkPage(3)},
 		{name: "records default", path: "/v1/products/cdr/records", status: 200, ctype: "application/json", check: checkPage(1)},
+		{name: "records purpose", path: "/v1/products/cdr/records?purpose=fraud-prevention&from=earliest&limit=2", status: 200, ctype: "application/json", check: checkPage(1)},
+		{name: "records billing", path: "/v1/products/cdr/records?purpose=billing&limit=2", hdr: g.bearer("mvno-a"), status: 200, ctype: "application/json"},
 		{name: "records next", path: "/v1/products/cdr/records?limit=2&cursor=" + first.NextCursor, status: 200, ctype: "application/json"},
 		{name: "records latest", path: "/v1/products/cdr/records?from=latest", status: 200, ctype: "application/json"},
 		{name: "records since", path: "/v1/products/cdr/records?limit=3&from=" + since, status: 200, ctype: "application/json"},
 		{name: "records ndjson", path: "/v1/products/cdr/records?from=earliest&limit=4", hdr: []string{"Accept", "application/x-ndjson"}, status: 200, ctype: "application/x-ndjson", check: checkNDJSON},
-		{name: "records unknown product", path: "/v1/products/nope/records", status: 404, problem: "urn:sluice:problem:unknown-product"},
+		{name: "records no grant", path: "/v1/products/fraud-alerts/records", hdr: g.bearer("mvno-b"), status: 403, problem: noGrant},
+		{name: "records no grant for purpose", path: "/v1/products/cdr/records?purpose=billing", status: 403, problem: noGrant},
+		{name: "records unknown purpose", path: "/v1/products/cdr/records?purpose=profit", status: 403, problem: noGrant, docRejects: true},
+		{name: "records regulator", path: "/v1/products/cdr/records", hdr: g.bearer("regulator"), status: 403, problem: noGrant},
+		{name: "records unknown partner", path: "/v1/products/cdr/records", hdr: g.bearer("nobody"), status: 403, problem: unknownPeer},
+		{name: "records unknown product", path: "/v1/products/nope/records", status: 404, problem: unknownProduct},
+		{name: "records unknown product without token", path: "/v1/products/nope/records", hdr: oaNoToken, status: 404, problem: unknownProduct, docRejects: true},
 		{name: "records garbage cursor", path: "/v1/products/cdr/records?cursor=garbage", status: 400, problem: "urn:sluice:problem:invalid-cursor", docRejects: true},
 		{name: "records bad base64 cursor", path: "/v1/products/cdr/records?cursor=c1%21%21", status: 400, problem: "urn:sluice:problem:invalid-cursor", docRejects: true},
 		{name: "records other product's cursor", path: "/v1/products/cdr/records?cursor=" + other, status: 400, problem: "urn:sluice:problem:invalid-cursor"},
@@ -388,19 +782,33 @@ func TestOpenAPIResponses(t *testing.T) {
 		{name: "records limit 0", path: "/v1/products/cdr/records?limit=0", status: 400, problem: "urn:sluice:problem:invalid-limit", docRejects: true},
 		{name: "records limit 1001", path: "/v1/products/cdr/records?limit=1001", status: 400, problem: "urn:sluice:problem:invalid-limit", docRejects: true},
 		{name: "records limit text", path: "/v1/products/cdr/records?limit=ten", status: 400, problem: "urn:sluice:problem:invalid-limit", docRejects: true},
-		{name: "records unknown param", path: "/v1/products/cdr/records?colour=red", status: 400, problem: "urn:sluice:problem:invalid-query"},
-		{name: "records cursor and from", path: "/v1/products/cdr/records?from=earliest&cursor=" + first.NextCursor, status: 400, problem: "urn:sluice:problem:invalid-query"},
+		{name: "records unknown param", path: "/v1/products/cdr/records?colour=red", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "records cursor and from", path: "/v1/products/cdr/records?from=earliest&cursor=" + first.NextCursor, status: 400, problem: invalidQuery},
 
 		// Stream errors (the 200 is checked below).
-		{name: "stream unknown product", path: "/v1/products/nope/stream", status: 404, problem: "urn:sluice:problem:unknown-product"},
+		{name: "stream without token", path: "/v1/products/cdr/stream", hdr: oaNoToken, status: 401, problem: unauthorized, docRejects: true},
+		{name: "stream no grant", path: "/v1/products/fraud-alerts/stream", hdr: g.bearer("mvno-b"), status: 403, problem: noGrant},
+		{name: "stream unknown purpose", path: "/v1/products/cdr/stream?purpose=profit", status: 403, problem: noGrant, docRejects: true},
+		{name: "stream unknown partner", path: "/v1/products/cdr/stream", hdr: g.bearer("nobody"), status: 403, problem: unknownPeer},
+		{name: "stream unknown product", path: "/v1/products/nope/stream", status: 404, problem: unknownProduct},
 		{name: "stream bad from", path: "/v1/products/cdr/stream?from=1999", status: 400, problem: "urn:sluice:problem:invalid-from", docRejects: true},
 		{name: "stream bad cursor", path: "/v1/products/cdr/stream?cursor=zzz", status: 400, problem: "urn:sluice:problem:invalid-cursor", docRejects: true},
 		{name: "stream bad Last-Event-ID", path: "/v1/products/cdr/stream", hdr: []string{"Last-Event-ID", "zzz"}, status: 400, problem: "urn:sluice:problem:invalid-cursor", docRejects: true},
 		{name: "stream other product's Last-Event-ID", path: "/v1/products/cdr/stream", hdr: []string{"Last-Event-ID", other}, status: 400, problem: "urn:sluice:problem:invalid-cursor"},
-		{name: "stream unknown param", path: "/v1/products/cdr/stream?colour=red", status: 400, problem: "urn:sluice:problem:invalid-query"},
-		{name: "stream cursor and from", path: "/v1/products/cdr/stream?from=latest&cursor=" + first.NextCursor, status: 400, problem: "urn:sluice:problem:invalid-query"},
+		{name: "stream unknown param", path: "/v1/products/cdr/stream?colour=red", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "stream cursor and from", path: "/v1/products/cdr/stream?from=latest&cursor=" + first.NextCursor, status: 400, problem: invalidQuery},
 	}
-	// Every product of the catalog, with its fields and schema.
+	// Every check a bearer token can fail, each its own problem type.
+	for _, b := range oaBadTokens(t, g) {
+		cases = append(cases, oaCase{name: "token " + b.name, path: "/v1/products/cdr/records", hdr: []string{"Authorization", b.authz},
+			status: b.status, problem: b.typ, docRejects: b.docRejects, check: func(t *testing.T, body []byte, _ *http.Response) {
+				if tok := strings.TrimPrefix(b.authz, "Bearer "); len(tok) > 16 && bytes.Contains(body, []byte(tok)) {
+					t.Errorf("the problem repeats the token: %s", body)
+				}
+			}})
+	}
+	// Every product of the catalog, with its fields, the caller's view and
+	// its schema.
 	for _, p := range g.gw.Catalog().Products {
 		cases = append(cases,
 			oaCase{name: "product " + p.ID, path: "/v1/products/" + p.ID, status: 200, ctype: "application/json", check: func(t *testing.T, body []byte, _ *http.Response) {
@@ -412,12 +820,54 @@ func TestOpenAPIResponses(t *testing.T) {
 					t.Error("product without fields")
 				}
 			}},
-			oaCase{name: "schema " + p.ID, path: "/v1/products/" + p.ID + "/schema", status: 200, ctype: "application/json"},
+			oaCase{name: "schema " + p.ID, path: "/v1/products/" + p.ID + "/schema", status: 200, ctype: "application/json", check: checkViewSchema},
+			oaCase{name: "view " + p.ID, path: "/v1/products/" + p.ID + "/view", status: 200, ctype: "application/json", check: func(t *testing.T, body []byte, _ *http.Response) {
+				if e := oaParseExplain(t, body); !e.Allowed || e.Product != p.ID || e.Partner != oaPartnerFor("/v1/products/"+p.ID) {
+					t.Errorf("view %s: want %s's allowed view of %s", body, oaPartnerFor("/v1/products/"+p.ID), p.ID)
+				}
+			}},
 		)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { g.run(t, c) })
 	}
+
+	// The view schema is the schema of /view, under the same revision, and
+	// names exactly the fields the view does not drop.
+	t.Run("view schema matches view", func(t *testing.T) {
+		for _, p := range g.gw.Catalog().Products {
+			for _, partner := range []string{oaPartnerFor("/v1/products/" + p.ID), "internal-noc"} {
+				_, resp, schema := g.get(http.MethodGet, "/v1/products/"+p.ID+"/schema", g.bearer(partner)...)
+				_, _, body := g.get(http.MethodGet, "/v1/products/"+p.ID+"/view", g.bearer(partner)...)
+				e := oaParseExplain(t, body)
+				if resp.StatusCode != 200 || !e.Allowed {
+					t.Fatalf("%s as %s: schema %d, view %s", p.ID, partner, resp.StatusCode, body)
+				}
+				if !oaJSONEqual(schema, e.Schema) {
+					t.Errorf("%s as %s: /schema %s\n  differs from /view's schema %s", p.ID, partner, schema, e.Schema)
+				}
+				if rev := resp.Header.Get("Sluice-Policy-Revision"); rev != e.PolicyRevision {
+					t.Errorf("%s as %s: Sluice-Policy-Revision %q, view policy_revision %q", p.ID, partner, rev, e.PolicyRevision)
+				}
+				var vs struct {
+					Fields []struct{ Name string }
+				}
+				json.Unmarshal(schema, &vs) //nolint:errcheck // validated by the cases above
+				var kept, named []string
+				for _, f := range e.Fields {
+					if f.Treatment["op"] != "drop" {
+						kept = append(kept, f.Name)
+					}
+				}
+				for _, f := range vs.Fields {
+					named = append(named, f.Name)
+				}
+				if !reflect.DeepEqual(kept, named) {
+					t.Errorf("%s as %s: view keeps %v, its schema has %v", p.ID, partner, kept, named)
+				}
+			}
+		}
+	})
 
 	// Answers outside any documented operation are problems too.
 	t.Run("not found and method not allowed", func(t *testing.T) {
@@ -451,8 +901,11 @@ func TestOpenAPIResponses(t *testing.T) {
 	})
 
 	// Every documented path is routed by the server (never the router's
-	// not-found problem), for the method it documents.
-	t.Run("documented paths are served", func(t *testing.T) {
+	// not-found problem), for the method it documents; and it wants a
+	// bearer token exactly when the document says so: without one the
+	// server answers a documented 401 if and only if the operation's
+	// security requires bearerAuth.
+	t.Run("documented paths are served and secured", func(t *testing.T) {
 		for path, item := range g.doc.Paths.Map() {
 			for method := range item.Operations() {
 				p := strings.ReplaceAll(path, "{id}", "cdr")
@@ -463,16 +916,30 @@ func TestOpenAPIResponses(t *testing.T) {
 				if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
 					t.Errorf("%s %s (documented as %s): %d %s", method, p, path, resp.StatusCode, body)
 				}
+				req, resp, body := g.get(method, p, oaNoToken...)
+				secured, err := g.security(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := resp.StatusCode == http.StatusUnauthorized; got != secured {
+					t.Errorf("%s %s without a token: %d; the document says a token is required: %v", method, path, resp.StatusCode, secured)
+				}
+				if err := g.validate(req, resp, body); err != nil {
+					t.Errorf("%s %s without a token: answer does not match openapi.json: %v\nbody: %.300s", method, path, err, body)
+				}
 			}
 		}
 	})
 
 	t.Run("stream", func(t *testing.T) { oaStream(t, g) })
+	t.Run("policy reload", func(t *testing.T) { oaPolicyReload(t, g) })
+	t.Run("token expiry", func(t *testing.T) { oaReauthenticate(t, g) })
 	t.Run("cursor expired", func(t *testing.T) { oaExpired(t, g) })
 	t.Run("shutdown event", func(t *testing.T) { oaShutdown(t, g) })
 }
 
-// oaOpenStream opens an SSE stream; the raw bytes read are kept in raw.
+// oaOpenStream opens an SSE stream as the path's default partner (unless
+// hdr sets Authorization); the raw bytes read are kept in raw.
 func oaOpenStream(t *testing.T, g *oaGateway, ctx context.Context, path string, hdr ...string) (*http.Request, *http.Response, *sseclient.Reader, *bytes.Buffer) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base+path, nil)
@@ -480,8 +947,11 @@ func oaOpenStream(t *testing.T, g *oaGateway, ctx context.Context, path string, 
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
+	hdr = g.withAuth(path, hdr)
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		if hdr[i+1] != "" {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -520,9 +990,13 @@ func oaCheckEvent(t *testing.T, g *oaGateway, ev sseclient.Event) {
 		if err := g.schemaJSON("StreamShutdown", ev.Data); err != nil {
 			t.Errorf("shutdown event data: %v\n%s", err, ev.Data)
 		}
-	case "error":
+	case "reauthenticate":
+		if err := g.schemaJSON("StreamReauthenticate", ev.Data); err != nil {
+			t.Errorf("reauthenticate event data: %v\n%s", err, ev.Data)
+		}
+	case "error", "revoked":
 		if err := g.schemaJSON("Problem", ev.Data); err != nil {
-			t.Errorf("error event data is not a Problem: %v\n%s", err, ev.Data)
+			t.Errorf("%s event data is not a Problem: %v\n%s", ev.Type, err, ev.Data)
 		}
 	default:
 		t.Errorf("undocumented SSE event type %q: %s", ev.Type, ev.Data)
@@ -532,7 +1006,7 @@ func oaCheckEvent(t *testing.T, g *oaGateway, ev sseclient.Event) {
 func oaStream(t *testing.T, g *oaGateway) {
 	var lastID string
 	for i, hdr := range [][]string{nil, {"Last-Event-ID", ""}} {
-		path := "/v1/products/cdr/stream?from=earliest"
+		path := "/v1/products/cdr/stream?from=earliest&purpose=fraud-prevention"
 		if i == 1 {
 			path = "/v1/products/cdr/stream"
 			hdr[1] = lastID // resume where the first stream stopped
@@ -582,6 +1056,143 @@ func oaStream(t *testing.T, g *oaGateway) {
 		if lastID == "" {
 			t.Fatal("no event id")
 		}
+	}
+}
+
+// oaPolicyOverride is added to the policy directory by oaPolicyReload: it
+// withdraws network-quality from internal-noc (a denial by the shipped
+// policy's safety net) and gives iot-fleet's decision on it two reasons
+// (an evaluation error: the policy fails closed).
+const oaPolicyOverride = `package sluice
+
+violations contains "withdrawn from internal-noc by the OpenAPI test" if {
+	input.partner.id == "internal-noc"
+	input.product.id == "network-quality"
+}
+
+reason := "a second reason, added by the OpenAPI test" if {
+	input.partner.id == "iot-fleet"
+	input.product.id == "network-quality"
+}
+`
+
+// oaPolicyReload reloads the policy under an open stream: the stream ends
+// with a documented revoked event, the view explains the denial (200,
+// allowed false) and reading answers 403 policy-denied, or policy-error
+// for a policy that fails to evaluate. The policy is then restored.
+func oaPolicyReload(t *testing.T, g *oaGateway) {
+	const product = "network-quality"
+	view := func(partner string) oaExplain {
+		t.Helper()
+		_, resp, body := g.get(http.MethodGet, "/v1/products/"+product+"/view", g.bearer(partner)...)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("view of %s as %s: %d %s", product, partner, resp.StatusCode, body)
+		}
+		return oaParseExplain(t, body)
+	}
+	before := view("internal-noc")
+	if !before.Allowed || !view("iot-fleet").Allowed {
+		t.Fatalf("%s is not allowed to internal-noc and iot-fleet before the reload", product)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, resp, sr, raw := oaOpenStream(t, g, ctx, "/v1/products/"+product+"/stream")
+	defer resp.Body.Close()
+
+	override := filepath.Join(g.policyDir, "zz_openapi_test.rego")
+	if err := os.WriteFile(override, []byte(oaPolicyOverride), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if err := os.Remove(override); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Error(err)
+		}
+	}
+	defer restore()
+
+	for {
+		ev, err := sr.Next()
+		if err != nil {
+			t.Fatalf("stream ended without a revoked event: %v", err)
+		}
+		oaCheckEvent(t, g, ev)
+		if ev.Type != "revoked" {
+			continue
+		}
+		var p map[string]any
+		json.Unmarshal(ev.Data, &p) //nolint:errcheck // validated above
+		if p["type"] != "urn:sluice:problem:policy-denied" || p["status"] != float64(403) {
+			t.Errorf("revoked event %s, want a 403 policy-denied problem", ev.Data)
+		}
+		if _, ok := p["instance"]; ok {
+			t.Errorf("revoked event with an instance, documented as absent: %s", ev.Data)
+		}
+		break
+	}
+	if _, err := sr.Next(); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("stream goes on after the revoked event: %v", err)
+	}
+	if err := g.validate(req, resp, raw.Bytes()); err != nil {
+		t.Errorf("revoked stream: answer does not match openapi.json: %v", err)
+	}
+
+	denied := func(partner, reason string) func(t *testing.T, body []byte, _ *http.Response) {
+		return func(t *testing.T, body []byte, _ *http.Response) {
+			e := oaParseExplain(t, body)
+			if e.Allowed || e.Partner != partner || len(e.Schema) != 0 || !strings.Contains(e.Reason, reason) || e.PolicyRevision == before.PolicyRevision {
+				t.Errorf("view %s: want %s denied (%q) under a new revision, without a schema", body, partner, reason)
+			}
+		}
+	}
+	noc, iot := g.bearer("internal-noc"), g.bearer("iot-fleet")
+	for _, c := range []oaCase{
+		{name: "view denied", path: "/v1/products/" + product + "/view", hdr: noc, status: 200, ctype: "application/json", check: denied("internal-noc", "withdrawn from internal-noc")},
+		{name: "records denied", path: "/v1/products/" + product + "/records", hdr: noc, status: 403, problem: "urn:sluice:problem:policy-denied"},
+		{name: "stream denied", path: "/v1/products/" + product + "/stream", hdr: noc, status: 403, problem: "urn:sluice:problem:policy-denied"},
+		{name: "schema denied", path: "/v1/products/" + product + "/schema", hdr: noc, status: 403, problem: "urn:sluice:problem:policy-denied"},
+		{name: "schema version still served", path: "/v1/products/" + product + "/schema?version=1", hdr: noc, status: 200, ctype: "application/json"},
+		{name: "view policy error", path: "/v1/products/" + product + "/view", hdr: iot, status: 200, ctype: "application/json", check: denied("iot-fleet", "")},
+		{name: "records policy error", path: "/v1/products/" + product + "/records", hdr: iot, status: 403, problem: "urn:sluice:problem:policy-error"},
+		{name: "stream policy error", path: "/v1/products/" + product + "/stream", hdr: iot, status: 403, problem: "urn:sluice:problem:policy-error"},
+	} {
+		t.Run(c.name, func(t *testing.T) { g.run(t, c) })
+	}
+
+	restore()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if e := view("internal-noc"); e.Allowed && e.PolicyRevision == before.PolicyRevision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shipped policy is not back in force within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// oaReauthenticate opens a stream with a token about to expire: the stream
+// ends with a documented reauthenticate event.
+func oaReauthenticate(t *testing.T, g *oaGateway) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, resp, sr, raw := oaOpenStream(t, g, ctx, "/v1/products/cdr/stream", "Authorization", "Bearer "+g.sign("internal-fraud", time.Second))
+	defer resp.Body.Close()
+	for {
+		ev, err := sr.Next()
+		if err != nil {
+			t.Fatalf("stream ended without a reauthenticate event: %v", err)
+		}
+		oaCheckEvent(t, g, ev)
+		if ev.Type == "reauthenticate" {
+			break
+		}
+	}
+	if _, err := sr.Next(); !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("stream goes on after the reauthenticate event: %v", err)
+	}
+	if err := g.validate(req, resp, raw.Bytes()); err != nil {
+		t.Errorf("expired stream: answer does not match openapi.json: %v", err)
 	}
 }
 

@@ -295,6 +295,13 @@ func (p *Product) publish(ctx context.Context, res []upstream.Partition, rec *sc
 					arena, keep = r.view.Append(arena, rec, meta)
 					if keep {
 						e.Data = arena[start:len(arena):len(arena)]
+						if cv, ok := r.view.(view.ConsentView); ok {
+							if subj := cv.Subject(rec); subj != nil {
+								s := len(arena)
+								arena = append(arena, subj...)
+								e.Subject = arena[s:len(arena):len(arena)]
+							}
+						}
 					}
 				}
 				evs[i] = append(evs[i], e)

@@ -15,6 +15,7 @@ type Event struct {
 	Offset    int64
 	Timestamp int64
 	Data      []byte
+	Subject   []byte // consent subject (views that check consent); never sent
 }
 
 // partRing holds the most recent events of one partition for one view.

@@ -70,6 +70,7 @@ type Sub struct {
 	pending [][]Event // events read but not yet returned, per partition
 	rec     *schemas.Record
 	scratch []Event
+	consent view.ConsentView // non-nil when the view checks consent
 }
 
 // Subscribe opens a streaming subscriber of view v at positions pos. The
@@ -92,7 +93,9 @@ func (p *Product) Reader(v view.View, pos []int64) *Sub {
 }
 
 func (p *Product) newSub(v view.View, r *viewRing, pos []int64) *Sub {
-	return &Sub{p: p, v: v, ring: r, pos: append([]int64(nil), pos...), pending: make([][]Event, len(pos)), rec: p.src.Codec.Layout().NewRecord()}
+	s := &Sub{p: p, v: v, ring: r, pos: append([]int64(nil), pos...), pending: make([][]Event, len(pos)), rec: p.src.Codec.Layout().NewRecord()}
+	s.consent, _ = v.(view.ConsentView)
+	return s
 }
 
 // Close releases the subscriber's view ring.
@@ -237,6 +240,13 @@ func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
 				var keep bool
 				if arena, keep = s.v.Append(arena, s.rec, meta); keep {
 					e.Data = arena[start:len(arena):len(arena)]
+					if s.consent != nil {
+						if subj := s.consent.Subject(s.rec); subj != nil {
+							at := len(arena)
+							arena = append(arena, subj...)
+							e.Subject = arena[at:len(arena):len(arena)]
+						}
+					}
 				}
 			}
 			evs = append(evs, e)
@@ -269,6 +279,9 @@ func (s *Sub) merge(max int) []Event {
 		e := s.pending[best][0]
 		s.pending[best] = s.pending[best][1:]
 		s.pos[best] = e.Offset + 1
+		if e.Data != nil && s.consent != nil && s.consent.Withheld(e.Subject) {
+			e.Data = nil // opted out since it was encoded
+		}
 		if e.Data != nil {
 			data++
 		}

@@ -165,6 +165,22 @@ func NewGoverned(l *schemas.Layout, p Plan) (*Governed, error) {
 // Key implements View.
 func (g *Governed) Key() string { return g.key }
 
+// Subject returns the record's consent subject, or nil when the view does
+// not check consent. The hub keeps it with the encoded event (in memory,
+// never sent) so consent is checked again at delivery.
+func (g *Governed) Subject(rec *schemas.Record) []byte {
+	if g.consent == nil {
+		return nil
+	}
+	return rec.Values[g.subject].Bytes
+}
+
+// Withheld reports whether an event with this subject must not be
+// delivered now (its subject opted out after it was encoded).
+func (g *Governed) Withheld(subject []byte) bool {
+	return g.consent != nil && subject != nil && g.consent(subject)
+}
+
 // Schema is the Avro schema of the view's records (without the _partition,
 // _offset and _timestamp metadata): dropped fields vanish, masked fields
 // change type (a pseudonymised long becomes a string).

@@ -31,6 +31,15 @@ type View interface {
 	Append(dst []byte, rec *schemas.Record, m Meta) (out []byte, ok bool)
 }
 
+// ConsentView is a View whose records can be withheld after they were
+// encoded: the hub stores Subject with each event and asks Withheld when
+// it delivers it, so an opt-out also stops records already buffered.
+type ConsentView interface {
+	View
+	Subject(rec *schemas.Record) []byte
+	Withheld(subject []byte) bool
+}
+
 // Identity is the view of a product's full current schema: every field, in
 // schema order, followed by the record's Kafka position.
 type Identity struct {
