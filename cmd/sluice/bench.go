@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 )
@@ -77,6 +78,9 @@ type benchOptions struct {
 	dataDir        string
 	seed           int64
 	repeat         int
+	token          string
+	partner        string
+	purpose        string
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
@@ -91,6 +95,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.Var(&o.brokers, "brokers", "Kafka seed brokers host:port,... of the --target's cluster (required with --target)")
 	fs.StringVar(&o.topicPrefix, "topic-prefix", "", "the --target's topic_prefix, if it has one")
 	fs.StringVar(&o.product, "product", "cdr", "product to measure")
+	fs.StringVar(&o.partner, "partner", "internal-fraud", "partner the streams read as; its grant must show every field and row for the comparison with the baseline to hold (internal-fraud's fraud-prevention grant of cdr does)")
+	fs.StringVar(&o.purpose, "purpose", "fraud-prevention", "purpose of the partner's grant (empty: the partner's first grant of the product)")
+	fs.StringVar(&o.token, "token", "", "bearer token for the streams (default: a dev token for --partner signed with the dev key in the gateway's data directory, see --data-dir)")
 	fs.IntVar(&o.records, "records", 200_000, "records to preload before measuring (0: measure what the topic holds)")
 	subs := fs.String("subscribers", "1,100,1000", "comma-separated subscriber counts for the live fan-out rounds")
 	fs.Float64Var(&o.rate, "rate", 2000, "records/s the live producer writes during each fan-out round")
@@ -108,7 +115,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.StringVar(&o.jsonFile, "json-file", "", "also write the JSON results to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phases (this process) to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "after each fan-out round, while its subscribers are connected, write a heap profile of this process to FILE.<subscribers>")
-	fs.StringVar(&o.dataDir, "data-dir", "", "in-process gateway's data directory (default: a temporary one, removed afterwards)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "in-process: the gateway's data directory (default: a temporary one, removed afterwards); with --target: the target's data directory, whose dev signing key mints the token when --token is not given")
 	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
 	fs.IntVar(&o.repeat, "repeat", 1, "run baseline and replay this many times, alternating; the report shows medians")
 	if err := fs.Parse(args); err != nil {
@@ -187,6 +194,8 @@ type benchReport struct {
 	Target       string           `json:"target"`
 	Brokers      []string         `json:"brokers"`
 	Product      string           `json:"product"`
+	Partner      string           `json:"partner,omitempty"` // when the bench signed the token
+	Purpose      string           `json:"purpose"`
 	Topic        string           `json:"topic"`
 	Partitions   int              `json:"partitions"`
 	N            int64            `json:"records_in_topic"`
@@ -258,11 +267,12 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	rep.Topic = o.topicPrefix + p.Topic
 
 	// The gateway under test.
-	target := httpTarget{base: o.target, product: o.product, sourceAddrs: o.sourceAddrs}
+	target := httpTarget{base: o.target, product: o.product, sourceAddrs: o.sourceAddrs, token: o.token, purpose: o.purpose}
 	brokers := []string(o.brokers)
+	keyDir := o.dataDir
 	if o.target == "" {
 		rep.Mode = "in-process"
-		g, stopGateway, err := startBenchGateway(ctx, o, stderr)
+		g, dir, stopGateway, err := startBenchGateway(ctx, o, stderr)
 		if err != nil {
 			return err
 		}
@@ -270,9 +280,20 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		target.base = "http://" + g.HTTPAddr()
 		brokers = []string{g.KafkaAddr()}
 		rep.Topic = p.Topic
+		keyDir = dir
 	} else {
 		rep.Mode = "target"
 	}
+	if target.token == "" {
+		if keyDir == "" {
+			return errors.New("bench: with --target, give --token, or --data-dir of the target so the bench can sign a dev token")
+		}
+		if target.token, err = devToken(keyDir, o.partner); err != nil {
+			return err
+		}
+		rep.Partner = o.partner
+	}
+	rep.Purpose = o.purpose
 	rep.Target, rep.Brokers = target.base, brokers
 	logf("%s gateway at %s, brokers %s, topic %s", rep.Mode, target.base, strings.Join(brokers, ","), rep.Topic)
 	if err := target.waitReady(ctx, 60*time.Second); err != nil {
@@ -474,13 +495,27 @@ func finishBench(rep *benchReport, o *benchOptions, stdout io.Writer) error {
 
 // startBenchGateway runs a gateway in this process; stop shuts it down in
 // its documented order and removes a temporary data directory.
-func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (*gateway.Gateway, func(), error) {
+// devToken signs a development token for partner with the dev key kept in
+// a gateway's data directory (as `sluice token` does).
+func devToken(dataDir, partner string) (string, error) {
+	key, kid, err := auth.DevKey(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("bench: dev token: %w", err)
+	}
+	tok, err := auth.Sign(key, kid, auth.DevIssuer, auth.DevAudience, partner, 24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("bench: dev token: %w", err)
+	}
+	return tok, nil
+}
+
+func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (*gateway.Gateway, string, func(), error) {
 	dir := o.dataDir
 	tmp := false
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		tmp = true
 	}
@@ -499,7 +534,7 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 		if tmp {
 			os.RemoveAll(dir)
 		}
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Run(gctx) }()
@@ -517,7 +552,7 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 			os.RemoveAll(dir)
 		}
 	}
-	return g, stop, nil
+	return g, dir, stop, nil
 }
 
 // raiseNoFile lifts the open-file soft limit to the hard limit and returns it.
@@ -583,6 +618,11 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 	} else {
 		fmt.Fprintf(w, "- gateway: --target %s, brokers %s (another process)\n", r.Target, strings.Join(r.Brokers, ","))
 	}
+	who := r.Partner
+	if who == "" {
+		who = "the --token's partner"
+	}
+	fmt.Fprintf(w, "- streams read as %s, purpose %q\n", who, r.Purpose)
 	fmt.Fprintf(w, "- product %s, topic %s, %d partitions, N = %d records in the topic", r.Product, r.Topic, r.Partitions, r.N)
 	if r.Preload != nil {
 		fmt.Fprintf(w, " (%d preloaded in %.2f s, %.0f records/s, mean Avro value %.0f B)", r.Preload.Produced, r.Preload.Seconds, r.Preload.RecordsPerS, r.Preload.AvgValueSize)

@@ -27,10 +27,29 @@ type httpTarget struct {
 	// sourceAddrs > 1 spreads client connections over 127.0.0.1..127.0.0.N
 	// (only when the target is on loopback).
 	sourceAddrs int
+	token       string // bearer token of the partner the streams read as
+	purpose     string // the grant's purpose; empty: the partner's first grant
 }
 
 func (t httpTarget) streamURL(from string) string {
-	return t.base + "/v1/products/" + url.PathEscape(t.product) + "/stream?from=" + url.QueryEscape(from)
+	u := t.base + "/v1/products/" + url.PathEscape(t.product) + "/stream?from=" + url.QueryEscape(from)
+	if t.purpose != "" {
+		u += "&purpose=" + url.QueryEscape(t.purpose)
+	}
+	return u
+}
+
+// streamRequest is a GET of the product's stream as the bench's partner.
+func (t httpTarget) streamRequest(ctx context.Context, from string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.streamURL(from), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return req, nil
 }
 
 // transport returns an HTTP transport for n streaming connections.
@@ -191,11 +210,10 @@ func replay(ctx context.Context, t httpTarget, rng topicRange, want int64, sampl
 	tr := t.transport()
 	defer tr.CloseIdleConnections()
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.streamURL("earliest"), nil)
+	req, err := t.streamRequest(ctx, "earliest")
 	if err != nil {
 		return res, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return res, fmt.Errorf("replay: %w", err)
@@ -410,14 +428,13 @@ func fanout(ctx context.Context, t httpTarget, lp *liveProducer, n int, rate flo
 			case <-sctx.Done():
 				return
 			}
-			req, err := http.NewRequestWithContext(sctx, http.MethodGet, t.streamURL("latest"), nil)
+			req, err := t.streamRequest(sctx, "latest")
 			if err != nil {
 				<-sem
 				s.err = err
 				failed.Add(1)
 				return
 			}
-			req.Header.Set("Accept", "text/event-stream")
 			resp, err := client.Do(req)
 			<-sem
 			if err != nil {
