@@ -77,7 +77,7 @@ func TestIntegrationIsolation(t *testing.T) {
 		truth: map[string]map[pos]*isoRec{}, codecs: map[string]*schemas.Codec{},
 		optOut: map[string]map[string]bool{}, pseudo: map[string]map[string]string{}, unpseudo: map[string]map[string]string{},
 		byClear: map[string]map[string]string{}, checked: map[string]int{}, delivered: map[string]map[pos]bool{},
-		restBytes: map[string]map[pos][]byte{}}
+		restBytes: map[string]map[pos][]byte{}, used: map[string]bool{}}
 	for _, p := range cat.Products {
 		ic.readTruth(p.ID, 1)
 	}
@@ -85,11 +85,28 @@ func TestIntegrationIsolation(t *testing.T) {
 
 	// Consent: opt-outs of subscribers that appear in the data, produced
 	// before anything is read through the gateway.
-	ic.produceConsent()
+	// The opt-outs go to one partition in order, and the gateway restarts
+	// so that its consent store loads them from the topic's start, in that
+	// order, before it reports ready: the outcome does not depend on timing.
+	ic.produceConsent(ic.initialConsent(), true)
+	e.restart()
 	ic.waitConsentApplied()
 
 	// 3 and 4. Every partner, every product, every purpose.
 	views := ic.sweep("rest/batch1", 1)
+
+	// Live consent changes (no restart): two more opt-outs and a consent
+	// given back must take effect within seconds.
+	live := []isoConsentChange{}
+	for _, m := range ic.busiest("mvno-b", 1, false) {
+		live = append(live, isoConsentChange{m, []string{products.PurposeNetworkAnalytics}})
+	}
+	for _, m := range ic.busiest("mvno-c", 1, true) {
+		live = append(live, isoConsentChange{m, []string{products.PurposeNetworkAnalytics, products.PurposeMarketing}})
+	}
+	live = append(live, isoConsentChange{ic.initialOptOutOf("mvno-b"), []string{}})
+	ic.produceConsent(live, false)
+	ic.waitConsentApplied()
 
 	// Phase 2: an SSE stream on every allowed view holds a hub ring.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -344,6 +361,7 @@ type isoChecker struct {
 	truth  map[string]map[pos]*isoRec // product -> position -> record
 
 	optOut map[string]map[string]bool // msisdn -> purpose -> opted out (final state)
+	used   map[string]bool            // subscribers picked for consent changes
 
 	// Keyed pseudonyms: (partner, treatment) -> clear -> pseudonym, and back.
 	pseudo, unpseudo map[string]map[string]string
@@ -487,78 +505,92 @@ func (ic *isoChecker) checkCoverage() {
 		len(ic.truth["cdr"]), cdr, len(ic.truth["fraud-alerts"]), fa, len(ic.truth["device-telemetry"]), plat, len(ic.truth["network-quality"]), len(cells))
 }
 
-// produceConsent writes opt-outs for subscribers that appear in the data:
-// network analytics (mvno-b's and other MVNOs' subscribers, some with fraud
-// alerts), marketing only (must not affect analytics), both, and one who
-// opts out and gives consent back (the latest record wins).
-func (ic *isoChecker) produceConsent() {
-	t, e := ic.t, ic.e
-	perMVNO := map[string]map[string]int{} // mvno -> msisdn -> cdr records
+// isoConsentChange is one consent record: a subscriber's opt-outs.
+type isoConsentChange struct {
+	msisdn  string
+	optOuts []string
+}
+
+// busiest returns the n busiest subscribers of an MVNO in cdr (those with
+// fraud alerts first if preferAlerts) not picked before.
+func (ic *isoChecker) busiest(mvno string, n int, preferAlerts bool) []string {
+	count := map[string]int{}
 	for _, r := range ic.truth["cdr"] {
-		mv, _ := r.m["mvno_id"].(string)
-		ms, _ := r.m["msisdn"].(string)
-		if perMVNO[mv] == nil {
-			perMVNO[mv] = map[string]int{}
+		if r.m["mvno_id"] == mvno {
+			ms, _ := r.m["msisdn"].(string)
+			count[ms]++
 		}
-		perMVNO[mv][ms]++
 	}
 	inAlerts := map[string]bool{}
 	for _, r := range ic.truth["fraud-alerts"] {
 		ms, _ := r.m["msisdn"].(string)
 		inAlerts[ms] = true
 	}
-	used := map[string]bool{}
-	// busiest returns the n busiest unused subscribers of an MVNO (in cdr).
-	busiest := func(mvno string, n int, preferAlerts bool) []string {
-		var ms []string
-		for m := range perMVNO[mvno] {
-			if !used[m] {
-				ms = append(ms, m)
-			}
+	var ms []string
+	for m := range count {
+		if !ic.used[m] {
+			ms = append(ms, m)
 		}
-		sort.Slice(ms, func(i, j int) bool {
-			a, b := perMVNO[mvno][ms[i]], perMVNO[mvno][ms[j]]
-			if preferAlerts && inAlerts[ms[i]] != inAlerts[ms[j]] {
-				return inAlerts[ms[i]]
-			}
-			if a != b {
-				return a > b
-			}
-			return ms[i] < ms[j]
-		})
-		ms = ms[:min(n, len(ms))]
-		for _, m := range ms {
-			used[m] = true
-		}
-		return ms
 	}
+	sort.Slice(ms, func(i, j int) bool {
+		if preferAlerts && inAlerts[ms[i]] != inAlerts[ms[j]] {
+			return inAlerts[ms[i]]
+		}
+		if count[ms[i]] != count[ms[j]] {
+			return count[ms[i]] > count[ms[j]]
+		}
+		return ms[i] < ms[j]
+	})
+	ms = ms[:min(n, len(ms))]
+	for _, m := range ms {
+		ic.used[m] = true
+	}
+	return ms
+}
+
+// initialConsent returns the opt-outs written before anything is read:
+// network analytics (mvno-b's and other MVNOs' subscribers, some with fraud
+// alerts), marketing only (must not affect analytics), both, one who opts
+// out and gives consent back (the latest record wins), one with no records,
+// and first of all one subscriber who opted out of many vendor-specific
+// marketing purposes: a consent platform's purposes are not limited to
+// sluice's five, and none of them may switch consent checks off.
+func (ic *isoChecker) initialConsent() []isoConsentChange {
 	na := []string{products.PurposeNetworkAnalytics}
 	mk := []string{products.PurposeMarketing}
 	both := []string{products.PurposeMarketing, products.PurposeNetworkAnalytics}
-	type change struct {
-		msisdn  string
-		optOuts []string
+	var vendors []string
+	for i := range 64 {
+		vendors = append(vendors, fmt.Sprintf("marketing:vendor-%02d", i+1))
 	}
-	var changes []change
+	var changes []isoConsentChange
 	add := func(ms []string, o []string) {
 		for _, m := range ms {
-			changes = append(changes, change{m, o})
+			changes = append(changes, isoConsentChange{m, o})
 		}
 	}
-	add(busiest("mvno-b", 3, false), na)
-	add(busiest("mvno-b", 2, true), na)
-	add(busiest("mvno-a", 2, true), na)
-	add(busiest("mvno-c", 2, true), na)
-	add(busiest("mvno-e", 1, true), na)
-	add(busiest("mvno-b", 2, false), mk)
-	add(busiest("mvno-d", 1, false), mk)
-	add(busiest("mvno-a", 1, false), both)
-	add(busiest("mvno-b", 1, false), both)
-	back := busiest("mvno-b", 1, false)
+	add([]string{"4915999999998"}, vendors)
+	add(ic.busiest("mvno-b", 3, false), na)
+	add(ic.busiest("mvno-b", 2, true), na)
+	add(ic.busiest("mvno-a", 2, true), na)
+	add(ic.busiest("mvno-c", 2, true), na)
+	add(ic.busiest("mvno-e", 1, true), na)
+	add(ic.busiest("mvno-b", 2, false), mk)
+	add(ic.busiest("mvno-d", 1, false), mk)
+	add(ic.busiest("mvno-a", 1, false), both)
+	add(ic.busiest("mvno-b", 1, false), both)
+	back := ic.busiest("mvno-b", 1, false)
 	add(back, na)
 	add(back, []string{})              // consent given back: the latest record wins
 	add([]string{"4915999999999"}, na) // a subscriber with no records
+	return changes
+}
 
+// produceConsent writes consent records, in order, to one partition of the
+// consent topic when onePartition (so a reader applies them in this order)
+// and keyed by subscriber otherwise, and records the final state.
+func (ic *isoChecker) produceConsent(changes []isoConsentChange, onePartition bool) {
+	t, e := ic.t, ic.e
 	var recs []*kgo.Record
 	now := time.Now().UTC()
 	for i, c := range changes {
@@ -570,12 +602,47 @@ func (ic *isoChecker) produceConsent() {
 		}
 		ic.optOut[c.msisdn] = state
 	}
-	e.produceRaw(recs...)
+	if onePartition {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(e.gw.KafkaAddr()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = cl.ProduceSync(ctx, recs...).FirstErr()
+		cancel()
+		cl.Close()
+		if err != nil {
+			t.Fatalf("produce consent: %v", err)
+		}
+	} else {
+		e.produceRaw(recs...)
+	}
 	var summary []string
 	for _, c := range changes {
-		summary = append(summary, fmt.Sprintf("%s:%v", c.msisdn, c.optOuts))
+		o := fmt.Sprint(c.optOuts)
+		if len(c.optOuts) > 4 {
+			o = fmt.Sprintf("[%s ... %d purposes]", c.optOuts[0], len(c.optOuts))
+		}
+		summary = append(summary, c.msisdn+":"+o)
 	}
 	t.Logf("consent changes: %s", strings.Join(summary, " "))
+}
+
+// initialOptOutOf returns a subscriber of an MVNO who opted out of network
+// analytics.
+func (ic *isoChecker) initialOptOutOf(mvno string) string {
+	var ms []string
+	for _, r := range ic.truth["cdr"] {
+		m, _ := r.m["msisdn"].(string)
+		if r.m["mvno_id"] == mvno && ic.optOut[m][products.PurposeNetworkAnalytics] {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) == 0 {
+		ic.t.Fatalf("no %s subscriber opted out of network analytics", mvno)
+	}
+	slices.Sort(ms)
+	return ms[0]
 }
 
 func (ic *isoChecker) optedOut(r *isoRec, purpose string) bool {
@@ -642,8 +709,8 @@ func (ic *isoChecker) waitConsentApplied() {
 				time.Since(start).Round(time.Millisecond), len(ic.truth["cdr"])-len(want), len(ic.truth["cdr"]))
 			return
 		}
-		if time.Since(start) > 10*time.Second {
-			t.Errorf("opt-outs not in effect 10 s after they were produced: internal-noc cdr delivers %d records, want %d", len(got), len(want))
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("opt-outs not in effect 5 s after they were produced: internal-noc cdr delivers %d records, want %d", len(got), len(want))
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

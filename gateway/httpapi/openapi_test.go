@@ -1100,7 +1100,8 @@ func oaPolicyReload(t *testing.T, g *oaGateway) {
 	req, resp, sr, raw := oaOpenStream(t, g, ctx, "/v1/products/"+product+"/stream")
 	defer resp.Body.Close()
 
-	override := filepath.Join(g.policyDir, "zz_openapi_test.rego")
+	// Not *_test.rego: the engine takes those for Rego tests, not policy.
+	override := filepath.Join(g.policyDir, "zz_openapi_override.rego")
 	if err := os.WriteFile(override, []byte(oaPolicyOverride), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -94,7 +94,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	active.Inc()
 	defer active.Dec()
 
-	buf := make([]byte, 0, 64<<10)
+	buf := make([]byte, 0, 4<<10)
 	buf = append(buf, ": sluice stream of "...)
 	buf = append(buf, p.ID...)
 	buf = append(buf, "\nretry: "...)
@@ -108,7 +108,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		if err := rc.Flush(); err != nil {
 			return false
 		}
-		buf = buf[:0]
+		if cap(buf) > 64<<10 && len(buf) < 4<<10 {
+			buf = make([]byte, 0, 4<<10) // a burst grew it and it is quiet now: do not keep it
+		} else {
+			buf = buf[:0]
+		}
 		return true
 	}
 	if !write() {

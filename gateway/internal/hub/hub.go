@@ -171,7 +171,7 @@ func (p *Product) run(ctx context.Context) {
 	close(p.ready)
 
 	rec := p.src.Codec.Layout().NewRecord()
-	var arena []byte
+	var ar arena
 	lastMeta := time.Now()
 	parts := allParts(len(p.pos))
 	for ctx.Err() == nil {
@@ -194,7 +194,7 @@ func (p *Product) run(ctx context.Context) {
 			continue
 		}
 		p.setErr(nil)
-		arena = p.publish(ctx, res, rec, arena[:0])
+		p.publish(ctx, res, rec, &ar)
 	}
 }
 
@@ -231,9 +231,8 @@ func (p *Product) grow(ctx context.Context) {
 }
 
 // publish decodes each fetched record once, encodes it once per view, and
-// appends the events to the views' rings. It returns the arena for reuse
-// when no view kept references to it.
-func (p *Product) publish(ctx context.Context, res []upstream.Partition, rec *schemas.Record, arena []byte) []byte {
+// appends the events to the views' rings.
+func (p *Product) publish(ctx context.Context, res []upstream.Partition, rec *schemas.Record, ar *arena) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	views := make([]*viewRing, 0, len(p.views))
@@ -290,19 +289,8 @@ func (p *Product) publish(ctx context.Context, res []upstream.Partition, rec *sc
 			for i, r := range views {
 				e := Event{Partition: meta.Partition, Offset: meta.Offset, Timestamp: meta.Timestamp}
 				if ok {
-					start := len(arena)
-					var keep bool
-					arena, keep = r.view.Append(arena, rec, meta)
-					if keep {
-						e.Data = arena[start:len(arena):len(arena)]
-						if cv, ok := r.view.(view.ConsentView); ok {
-							if subj := cv.Subject(rec); subj != nil {
-								s := len(arena)
-								arena = append(arena, subj...)
-								e.Subject = arena[s:len(arena):len(arena)]
-							}
-						}
-					}
+					cv, _ := r.view.(view.ConsentView)
+					e.Data, e.Subject = ar.encode(r.view, cv, rec, meta, len(kr.Value))
 				}
 				evs[i] = append(evs[i], e)
 			}
@@ -333,11 +321,6 @@ func (p *Product) publish(ctx context.Context, res []upstream.Partition, rec *sc
 	}
 	p.read.Add(float64(n))
 	p.lag.Set(float64(lag))
-	if len(views) > 0 && len(arena) > 0 {
-		// Events reference the arena: start a new one next time.
-		return make([]byte, 0, max(cap(arena), 64<<10))
-	}
-	return arena
 }
 
 var decodeLog = newLogLimiter(10, time.Minute)

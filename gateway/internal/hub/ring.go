@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/schemas"
 )
 
 // Event is one record as a view encoded it. Data is nil when the record is
@@ -100,4 +101,35 @@ func (r *viewRing) wait() <-chan struct{} {
 func (r *viewRing) wake() {
 	close(r.notify)
 	r.notify = make(chan struct{})
+}
+
+// arena is append space for encoded events, handed out in chunks. Events
+// keep references into a chunk, so a full chunk is replaced by a new one,
+// never grown (growing would copy everything and keep the old copy alive
+// as long as any event points into it).
+type arena struct{ buf []byte }
+
+const arenaChunk = 256 << 10
+
+// encode appends rec as v encodes it and, for consent views, its subject.
+// sizeHint is the Avro size of the record; JSON is larger.
+func (a *arena) encode(v view.View, cv view.ConsentView, rec *schemas.Record, m view.Meta, sizeHint int) (data, subject []byte) {
+	need := 3*sizeHint + 512
+	if cap(a.buf)-len(a.buf) < need {
+		a.buf = make([]byte, 0, max(arenaChunk, need))
+	}
+	start := len(a.buf)
+	var keep bool
+	if a.buf, keep = v.Append(a.buf, rec, m); !keep {
+		return nil, nil
+	}
+	data = a.buf[start:len(a.buf):len(a.buf)]
+	if cv != nil {
+		if subj := cv.Subject(rec); subj != nil {
+			at := len(a.buf)
+			a.buf = append(a.buf, subj...)
+			subject = a.buf[at:len(a.buf):len(a.buf)]
+		}
+	}
+	return data, subject
 }

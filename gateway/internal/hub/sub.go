@@ -67,7 +67,8 @@ type Sub struct {
 	ring    *viewRing // nil for one-shot reads without a shared ring
 	owned   bool      // the ring was acquired by this Sub and must be released
 	pos     []int64
-	pending [][]Event // events read but not yet returned, per partition
+	pending [][]Event // events read, per partition; those from head on are not yet returned
+	head    []int
 	rec     *schemas.Record
 	scratch []Event
 	consent view.ConsentView // non-nil when the view checks consent
@@ -93,7 +94,7 @@ func (p *Product) Reader(v view.View, pos []int64) *Sub {
 }
 
 func (p *Product) newSub(v view.View, r *viewRing, pos []int64) *Sub {
-	s := &Sub{p: p, v: v, ring: r, pos: append([]int64(nil), pos...), pending: make([][]Event, len(pos)), rec: p.src.Codec.Layout().NewRecord()}
+	s := &Sub{p: p, v: v, ring: r, pos: append([]int64(nil), pos...), pending: make([][]Event, len(pos)), head: make([]int, len(pos)), rec: p.src.Codec.Layout().NewRecord()}
 	s.consent, _ = v.(view.ConsentView)
 	return s
 }
@@ -163,10 +164,11 @@ func (s *Sub) fill(ctx context.Context, max int) error {
 		for len(s.pos) < len(s.ring.parts) {
 			s.pos = append(s.pos, s.ring.parts[len(s.pos)].lo)
 			s.pending = append(s.pending, nil)
+			s.head = append(s.head, 0)
 		}
 	}
 	for p := range s.pos {
-		if len(s.pending[p]) > 0 {
+		if s.head[p] < len(s.pending[p]) {
 			continue
 		}
 		if s.ring == nil || p >= len(s.ring.parts) {
@@ -178,7 +180,7 @@ func (s *Sub) fill(ctx context.Context, max int) error {
 		case s.pos[p] < pr.lo:
 			direct = append(direct, int32(p))
 		case s.pos[p] < pr.hi:
-			s.pending[p] = pr.from(s.pending[p][:0], s.pos[p], max)
+			s.pending[p], s.head[p] = pr.from(s.pending[p][:0], s.pos[p], max), 0
 			if len(s.pending[p]) == 0 {
 				s.pos[p] = pr.hi // nothing but control records up to hi
 			}
@@ -203,7 +205,7 @@ func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
 	if err != nil {
 		return err
 	}
-	var arena []byte
+	var ar arena
 	for _, fp := range res {
 		part := fp.Partition
 		if fp.Err != nil {
@@ -236,22 +238,11 @@ func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
 			if err := s.p.src.Codec.Decode(ctx, kr.Value, s.rec); err != nil {
 				s.p.decodeError(kr.Partition, kr.Offset, err)
 			} else {
-				start := len(arena)
-				var keep bool
-				if arena, keep = s.v.Append(arena, s.rec, meta); keep {
-					e.Data = arena[start:len(arena):len(arena)]
-					if s.consent != nil {
-						if subj := s.consent.Subject(s.rec); subj != nil {
-							at := len(arena)
-							arena = append(arena, subj...)
-							e.Subject = arena[at:len(arena):len(arena)]
-						}
-					}
-				}
+				e.Data, e.Subject = ar.encode(s.v, s.consent, s.rec, meta, len(kr.Value))
 			}
 			evs = append(evs, e)
 		}
-		s.pending[part] = evs
+		s.pending[part], s.head[part] = evs, 0
 		if len(evs) == 0 && fp.Next > s.pos[part] {
 			s.pos[part] = fp.Next
 		}
@@ -266,18 +257,18 @@ func (s *Sub) merge(max int) []Event {
 	for data < max {
 		best := -1
 		for p := range s.pending {
-			if len(s.pending[p]) == 0 {
+			if s.head[p] >= len(s.pending[p]) {
 				continue
 			}
-			if best < 0 || s.pending[p][0].Timestamp < s.pending[best][0].Timestamp {
+			if best < 0 || s.pending[p][s.head[p]].Timestamp < s.pending[best][s.head[best]].Timestamp {
 				best = p
 			}
 		}
 		if best < 0 {
 			break
 		}
-		e := s.pending[best][0]
-		s.pending[best] = s.pending[best][1:]
+		e := s.pending[best][s.head[best]]
+		s.head[best]++
 		s.pos[best] = e.Offset + 1
 		if e.Data != nil && s.consent != nil && s.consent.Withheld(e.Subject) {
 			e.Data = nil // opted out since it was encoded
