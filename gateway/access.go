@@ -48,6 +48,9 @@ type plan struct {
 	view     *view.Governed // nil when denied
 	fields   []httpapi.FieldTreatment
 	err      error // why it is denied beyond the decision (compile failure)
+	// transient: denied for a passing reason (consent still loading); not
+	// cached, the next request compiles again.
+	transient bool
 }
 
 func newAccess(v *auth.Verifier, partners *products.Partners, engine *policy.Engine, cs *consent.Store, secret []byte, layouts map[string]*schemas.Layout) *access {
@@ -103,7 +106,7 @@ func (a *access) plan(ctx context.Context, partner *products.Partner, p *product
 	}
 	pl = a.compile(ctx, partner, p, purpose)
 	a.mu.Lock()
-	if a.engine.Revision() == rev {
+	if a.engine.Revision() == rev && !pl.transient {
 		a.plans[key] = pl
 	}
 	a.mu.Unlock()
@@ -187,9 +190,13 @@ func (a *access) compileFrom(partner *products.Partner, p *products.Product, pur
 		select {
 		case <-a.consent.Ready():
 		default:
+			pl.transient = true
 			return deny(errors.New("consent is required and the consent state is still loading; retry shortly"))
 		}
 		bit := a.consent.Bit(purpose)
+		if bit == 0 {
+			return deny(fmt.Errorf("consent is required for purpose %q, which the consent store does not track", purpose))
+		}
 		cs := a.consent
 		vp.Consent = func(subject []byte) bool { return cs.OptedOut(subject, bit) }
 		vp.Subject = p.SubjectField
@@ -280,7 +287,7 @@ func explain(pl *plan) *httpapi.Explain {
 	e := &httpapi.Explain{
 		Partner: pl.partner.ID, Product: pl.product.ID, Purpose: pl.purpose,
 		Allowed: pl.view != nil, Reason: pl.decision.Reason, PolicyRevision: pl.decision.Revision,
-		RowCondition: pl.decision.Row.String(), ConsentRequired: pl.decision.ConsentRequired, Fields: pl.fields,
+		RowCondition: pl.decision.Row.String(), ConsentRequired: pl.decision.ConsentRequired && pl.product.SubjectField != "", Fields: pl.fields,
 	}
 	if pl.view != nil {
 		e.Schema = pl.view.Schema()

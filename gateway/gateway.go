@@ -114,7 +114,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return fail(err)
 		}
 	}
-	g.consent = consent.New(g.cluster, consentTopic, cfg.Logger)
+	g.consent = consent.New(g.cluster, consentTopic, cfg.Logger, products.PurposeBilling, products.PurposeFraudPrevention,
+		products.PurposeNetworkAnalytics, products.PurposeMarketing, products.PurposeRegulatory)
 	var reg schemas.Registry
 	if cfg.SchemaRegistryURL != "" {
 		if reg, err = schemas.NewRegistryClient(cfg.SchemaRegistryURL); err != nil {

@@ -42,7 +42,7 @@ func planFixture(tb testing.TB) (*access, *products.Catalog, *products.Partners,
 		}
 		codecs[p.ID], layouts[p.ID] = c, c.Layout()
 	}
-	a := newAccess(nil, partners, engine, consent.Loaded("consent"), []byte(strings.Repeat("k", 32)), layouts)
+	a := newAccess(nil, partners, engine, consent.Loaded("consent", "network-analytics", "marketing"), []byte(strings.Repeat("k", 32)), layouts)
 	return a, cat, partners, codecs
 }
 

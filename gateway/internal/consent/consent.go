@@ -28,7 +28,7 @@ type Store struct {
 
 	mu      sync.RWMutex
 	optOuts map[string]uint64 // subscriber -> purpose bits
-	bits    map[string]uint64 // purpose -> bit
+	bits    map[string]uint64 // purpose -> bit; fixed at New
 	applied atomic.Uint64     // consent records applied
 
 	ready chan struct{}
@@ -36,10 +36,18 @@ type Store struct {
 	err   error
 }
 
-// New creates a store reading topic.
-func New(cluster *upstream.Cluster, topic string, log *slog.Logger) *Store {
-	return &Store{cluster: cluster, topic: topic, log: log.With("consent_topic", topic),
+// New creates a store reading topic. Only the given purposes (the ones
+// grants can name) are tracked; opt-outs of other purpose strings are
+// ignored, so a consent platform's own purposes cannot exhaust the bits.
+func New(cluster *upstream.Cluster, topic string, log *slog.Logger, purposes ...string) *Store {
+	s := &Store{cluster: cluster, topic: topic, log: log.With("consent_topic", topic),
 		optOuts: map[string]uint64{}, bits: map[string]uint64{}, ready: make(chan struct{})}
+	for i, p := range purposes {
+		if i < 64 {
+			s.bits[p] = uint64(1) << i
+		}
+	}
+	return s
 }
 
 // Topic is the consent topic.
@@ -73,24 +81,10 @@ func (s *Store) setErr(err error) {
 // Applied counts consent records applied so far.
 func (s *Store) Applied() uint64 { return s.applied.Load() }
 
-// Bit returns the bit of a purpose, assigning one on first use (at most 64
-// purposes).
+// Bit returns the bit of a tracked purpose, or 0 for a purpose the store
+// does not track (callers must then fail closed).
 func (s *Store) Bit(purpose string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bitLocked(purpose)
-}
-
-func (s *Store) bitLocked(purpose string) uint64 {
-	if b, ok := s.bits[purpose]; ok {
-		return b
-	}
-	if len(s.bits) >= 64 {
-		return 0
-	}
-	b := uint64(1) << len(s.bits)
-	s.bits[purpose] = b
-	return b
+	return s.bits[purpose] // immutable after New
 }
 
 // OptedOut reports whether subject opted out of the purpose with bit.
@@ -116,11 +110,9 @@ func (s *Store) apply(key, val []byte) error {
 		if err := json.Unmarshal(val, &v); err != nil {
 			return fmt.Errorf("consent record value: %w", err)
 		}
-		s.mu.Lock()
 		for _, p := range v.OptOuts {
-			bits |= s.bitLocked(p)
+			bits |= s.bits[p] // untracked purposes are no grant's purpose
 		}
-		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	if bits == 0 {
@@ -211,8 +203,8 @@ func (s *Store) Run(ctx context.Context) {
 
 // Loaded returns a store that is ready and holds no opt-outs, for
 // benchmarks and tests of plans without Kafka; Run must not be called on it.
-func Loaded(topic string) *Store {
-	s := New(nil, topic, slog.New(slog.DiscardHandler))
+func Loaded(topic string, purposes ...string) *Store {
+	s := New(nil, topic, slog.New(slog.DiscardHandler), purposes...)
 	close(s.ready)
 	return s
 }
