@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hamba/avro/v2"
+	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
@@ -35,6 +36,7 @@ type access struct {
 	plans map[planKey]*plan
 	gen   chan struct{} // closed and replaced when plans may have changed
 	keys  map[string][]byte
+	log   *slog.Logger
 }
 
 type planKey struct{ partner, product, purpose, revision string }
@@ -55,7 +57,7 @@ type plan struct {
 
 func newAccess(v *auth.Verifier, partners *products.Partners, engine *policy.Engine, cs *consent.Store, secret []byte, layouts map[string]*schemas.Layout) *access {
 	return &access{verifier: v, partners: partners, engine: engine, consent: cs, secret: secret, layouts: layouts,
-		plans: map[planKey]*plan{}, gen: make(chan struct{}), keys: map[string][]byte{}}
+		plans: map[planKey]*plan{}, gen: make(chan struct{}), keys: map[string][]byte{}, log: slog.Default()}
 }
 
 // changed returns a channel closed the next time plans may change (a new
@@ -157,6 +159,13 @@ func avroTypeName(s avro.Schema) string {
 
 func (a *access) compile(ctx context.Context, partner *products.Partner, p *products.Product, purpose string) *plan {
 	d, err := a.engine.Decide(ctx, PolicyInput(partner, p, purpose))
+	if err != nil {
+		// The policy failed (fail closed). Its error names files and rules:
+		// log it for the operator, tell the partner only that it failed.
+		a.log.Error("policy evaluation failed; access denied", "partner", partner.ID, "product", p.ID, "purpose", purpose, "revision", d.Revision, "err", err)
+		d.Allow = false
+		d.Reason = "the policy could not be evaluated (revision " + d.Revision + "); access is denied and the error has been logged for the operator"
+	}
 	if err != nil || !d.Allow {
 		return &plan{partner: partner, product: p, purpose: purpose, decision: d, err: err}
 	}

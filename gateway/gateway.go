@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		layouts[p.ID] = codec.Layout()
 	}
 	g.access = newAccess(g.verifier, g.partners, g.engine, g.consent, secret, layouts)
+	g.access.log = cfg.Logger
 	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_policy_evaluations_total",
 		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",

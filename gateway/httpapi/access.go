@@ -49,7 +49,17 @@ type Authorizer func(r *http.Request, p *products.Product, purpose string) (*Acc
 
 // authorize runs the Authorizer and writes the refusal.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, p *products.Product) (*Access, bool) {
-	acc, pr := s.cfg.Authorize(r, p, r.URL.Query().Get("purpose"))
+	purpose := r.URL.Query().Get("purpose")
+	if p == nil {
+		purpose = "" // identity only
+	} else if purpose != "" && !products.ValidPurpose(purpose) {
+		if _, ok := s.authorize(w, r, nil); ok { // identity first, then the 400
+			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest,
+				"purpose "+quote(purpose)+" is not one of billing, fraud-prevention, network-analytics, marketing, regulatory"))
+		}
+		return nil, false
+	}
+	acc, pr := s.cfg.Authorize(r, p, purpose)
 	if pr != nil {
 		if pr.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
@@ -65,7 +75,12 @@ func (s *Server) getView(w http.ResponseWriter, r *http.Request) {
 	if !ok || !onlyParams(w, r, "purpose") {
 		return
 	}
-	acc, pr := s.cfg.Authorize(r, p, r.URL.Query().Get("purpose"))
+	purpose := r.URL.Query().Get("purpose")
+	if purpose != "" && !products.ValidPurpose(purpose) {
+		s.authorize(w, r, p) // writes the 401 or 400
+		return
+	}
+	acc, pr := s.cfg.Authorize(r, p, purpose)
 	if acc == nil || acc.Explain == nil {
 		if pr == nil {
 			pr = newProblem(ProblemInternal, http.StatusInternalServerError, "no view was compiled")

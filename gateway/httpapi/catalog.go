@@ -34,6 +34,7 @@ type linksJSON struct {
 	Schema  string `json:"schema"`
 	Records string `json:"records"`
 	Stream  string `json:"stream"`
+	View    string `json:"view"`
 }
 
 func describe(p *products.Product, withFields bool) productJSON {
@@ -43,7 +44,7 @@ func describe(p *products.Product, withFields bool) productJSON {
 		SchemaVersion: p.Current().Version,
 		FreshnessSLA:  p.FreshnessSLA.String(),
 		ReplayWindow:  p.ReplayWindow.String(),
-		Links:         linksJSON{Self: base, Schema: base + "/schema", Records: base + "/records", Stream: base + "/stream"},
+		Links:         linksJSON{Self: base, Schema: base + "/schema", Records: base + "/records", Stream: base + "/stream", View: base + "/view"},
 	}
 	if rs, ok := p.Current().Schema.(*avro.RecordSchema); ok && withFields {
 		for _, f := range rs.Fields() {

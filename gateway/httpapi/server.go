@@ -229,12 +229,17 @@ func onlyParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool 
 	return true
 }
 
-// product resolves {id} or writes a 404.
+// product resolves {id} or writes a 404. An unknown product is only
+// revealed to a caller with a valid credential (else 401), so product ids
+// cannot be probed anonymously.
 func (s *Server) product(w http.ResponseWriter, r *http.Request) (*products.Product, *hub.Product, bool) {
 	id := chi.URLParam(r, "id")
 	p, ok := s.cfg.Catalog.Get(id)
 	hp := s.cfg.Hub.Product(id)
 	if !ok || hp == nil {
+		if _, ok := s.authorize(w, r, nil); !ok {
+			return nil, nil, false
+		}
 		writeProblem(w, r, newProblem(ProblemUnknownProduct, http.StatusNotFound, "no data product with id "+quote(id)+"; GET /v1/products lists them"))
 		return nil, nil, false
 	}
