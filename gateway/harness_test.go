@@ -152,6 +152,9 @@ func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 	return e
 }
 
+// withEmbedded forces the embedded broker (for tests of its own setup).
+func withEmbedded(c *gateway.Config) { c.Brokers = nil }
+
 // createTopics makes the test's product topics on an external cluster.
 func (e *env) createTopics(brokers []string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
