@@ -14,7 +14,7 @@ import (
 	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/gateway/internal/consent"
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/masking"
 	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/products"

@@ -23,8 +23,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/gateway/internal/cursor"
-	"github.com/sluicehq/sluice/gateway/internal/view"
 	"github.com/sluicehq/sluice/gateway/sseclient"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/masking"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"

@@ -1,10 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/schemas"
 )
@@ -206,7 +207,7 @@ func compileTerm(t policy.Term, l *schemas.Layout) (view.Predicate, error) {
 		if err != nil {
 			return nil, err
 		}
-		cmp := func(d int) bool {
+		holds := func(d int) bool {
 			switch t.Op {
 			case policy.OpLt:
 				return d < 0
@@ -218,7 +219,7 @@ func compileTerm(t policy.Term, l *schemas.Layout) (view.Predicate, error) {
 			return d >= 0
 		}
 		// Precompute the outcome table so the predicate does not capture t.
-		lt, eq, gt := cmp(-1), cmp(0), cmp(1)
+		lt, eq, gt := holds(-1), holds(0), holds(1)
 		pick := func(d int) bool {
 			switch {
 			case d < 0:
@@ -237,7 +238,7 @@ func compileTerm(t policy.Term, l *schemas.Layout) (view.Predicate, error) {
 					return false
 				}
 				x := float64(v.Int)
-				return pick(compareF(x, n))
+				return pick(cmp.Compare(x, n))
 			}, nil
 		case c.isNum && class == classFloat:
 			n := c.n
@@ -246,7 +247,7 @@ func compileTerm(t policy.Term, l *schemas.Layout) (view.Predicate, error) {
 				if v.Kind == schemas.KindNull {
 					return false
 				}
-				return pick(compareF(v.Float, n))
+				return pick(cmp.Compare(v.Float, n))
 			}, nil
 		case c.isStr && class == classStr:
 			s := c.s
@@ -255,30 +256,10 @@ func compileTerm(t policy.Term, l *schemas.Layout) (view.Predicate, error) {
 				if v.Kind == schemas.KindNull {
 					return false
 				}
-				return pick(compareS(string(v.Bytes), s))
+				return pick(cmp.Compare(string(v.Bytes), s))
 			}, nil
 		}
 		return func(*schemas.Record) bool { return false }, nil
 	}
 	return nil, fmt.Errorf("row condition: operator %q not supported", t.Op)
-}
-
-func compareF(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func compareS(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

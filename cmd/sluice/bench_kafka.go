@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,52 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 	"github.com/sluicehq/sluice/schemas"
 )
-
-// identityEncoder is the same encoding as gateway/internal/view.Identity
-// (which cmd/sluice cannot import): every field of the current schema in
-// schema order, then "_partition", "_offset" and "_timestamp". --verify
-// checks byte equality against what sluice serves.
-type identityEncoder struct {
-	keys [][]byte // `{"name":` for the first field, `,"name":` for the rest
-}
-
-func newIdentityEncoder(l *schemas.Layout) *identityEncoder {
-	e := &identityEncoder{}
-	for i, f := range l.Fields {
-		var k []byte
-		if i == 0 {
-			k = append(k, '{')
-		} else {
-			k = append(k, ',')
-		}
-		e.keys = append(e.keys, schemas.AppendJSONKey(k, f.Name))
-	}
-	return e
-}
-
-func (e *identityEncoder) Append(dst []byte, rec *schemas.Record, part int32, off, tsMillis int64) []byte {
-	if len(e.keys) == 0 {
-		dst = append(dst, '{')
-	}
-	for i := range e.keys {
-		dst = append(dst, e.keys[i]...)
-		dst = schemas.AppendJSONValue(dst, &rec.Values[i])
-	}
-	if len(e.keys) != 0 {
-		dst = append(dst, ',')
-	}
-	dst = append(dst, `"_partition":`...)
-	dst = strconv.AppendInt(dst, int64(part), 10)
-	dst = append(dst, `,"_offset":`...)
-	dst = strconv.AppendInt(dst, off, 10)
-	dst = append(dst, `,"_timestamp":"`...)
-	dst = time.UnixMilli(tsMillis).UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
-	return append(dst, `"}`...)
-}
 
 // newCodec builds the product's codec as the gateway does.
 func newCodec(p *products.Product) (*schemas.Codec, error) {
@@ -222,7 +180,7 @@ func baseline(ctx context.Context, brokers []string, topic string, rng topicRang
 	var res baselineResult
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	enc := newIdentityEncoder(codec.Layout())
+	enc := view.NewIdentity("bench", codec.Layout()) // the gateway's own identity encoding
 	rec := codec.Layout().NewRecord()
 	buf := make([]byte, 0, 4096)
 	want := rng.total()
@@ -252,7 +210,7 @@ func baseline(ctx context.Context, brokers []string, topic string, rng topicRang
 				res.DecodeErrors++
 				return
 			}
-			buf = enc.Append(buf[:0], rec, r.Partition, r.Offset, r.Timestamp.UnixMilli())
+			buf = appendIdentity(enc, buf[:0], rec, r.Partition, r.Offset, r.Timestamp.UnixMilli())
 			res.Records++
 			res.JSONBytes += int64(len(buf))
 			if hashes != nil {
@@ -330,4 +288,10 @@ func (lp *liveProducer) run(ctx context.Context, rate float64, d, flushTimeout t
 		err = e
 	}
 	return sent, elapsed, err
+}
+
+// appendIdentity encodes rec as sluice's identity view does.
+func appendIdentity(v *view.Identity, dst []byte, rec *schemas.Record, part int32, off, tsMillis int64) []byte {
+	dst, _ = v.Append(dst, rec, view.Meta{Partition: part, Offset: off, Timestamp: tsMillis})
+	return dst
 }

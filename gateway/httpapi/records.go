@@ -91,13 +91,8 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	for k := range r.URL.Query() {
-		switch k {
-		case "cursor", "from", "limit", "purpose":
-		default:
-			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; records takes cursor, from, limit and purpose"))
-			return
-		}
+	if !onlyParams(w, r, "cursor", "from", "limit", "purpose") {
+		return
 	}
 	limit := defaultLimit
 	if q := r.URL.Query().Get("limit"); q != "" {

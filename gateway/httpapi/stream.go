@@ -44,11 +44,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	for k := range r.URL.Query() {
-		if k != "cursor" && k != "from" && k != "purpose" {
-			writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "unknown query parameter "+quote(k)+"; stream takes cursor, from and purpose"))
-			return
-		}
+	if !onlyParams(w, r, "cursor", "from", "purpose") {
+		return
 	}
 	start, pr := parseStart(r, p, r.Header.Get("Last-Event-ID"), hub.StartLatest)
 	if pr != nil {

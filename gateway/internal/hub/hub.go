@@ -20,7 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/gateway/internal/metrics"
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/schemas"
 )
 

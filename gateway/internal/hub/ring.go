@@ -4,7 +4,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/schemas"
 )
 

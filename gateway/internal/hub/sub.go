@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/schemas"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
-	"github.com/sluicehq/sluice/gateway/internal/view"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/masking"
 	"github.com/sluicehq/sluice/products/generate"
 	"github.com/sluicehq/sluice/schemas"
