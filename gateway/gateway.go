@@ -316,9 +316,6 @@ func (g *Gateway) Embedded() bool { return g.broker != nil }
 // Catalog is the loaded catalog.
 func (g *Gateway) Catalog() *products.Catalog { return g.catalog }
 
-// Handler is the HTTP API (for tests that serve it themselves).
-func (g *Gateway) Handler() http.Handler { return g.api }
-
 // Run serves until ctx is done, then shuts down in order:
 //
 //  1. stop accepting HTTP connections;

@@ -61,7 +61,7 @@ func FuzzParseSpec(f *testing.F) {
 					tr.Int(v)
 				}
 			case in == KindFloat && out == KindFloat:
-				for _, v := range []float64{math.Inf(-1), -1e308, -0.0, 0.3, 1e308, math.Inf(1), math.NaN()} {
+				for _, v := range []float64{math.Inf(-1), -1e308, math.Copysign(0, -1), 0.3, 1e308, math.Inf(1), math.NaN()} {
 					tr.Float(v)
 					tr.LatLon(v, v)
 				}

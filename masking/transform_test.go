@@ -147,7 +147,7 @@ func TestDeterministicOps(t *testing.T) {
 		{"bucket float on a boundary", `{"op":"bucket","width":0.1}`, 0.3, 0.3},
 		{"bucket float tenth", `{"op":"bucket","width":0.1}`, 0.37, 0.3},
 		{"bucket float negative", `{"op":"bucket","width":0.1}`, -0.05, -0.1},
-		{"bucket float no negative zero", `{"op":"bucket","width":1}`, -0.0, 0.0},
+		{"bucket float no negative zero", `{"op":"bucket","width":1}`, math.Copysign(0, -1), 0.0},
 		{"bucket float megabytes", `{"op":"bucket","width":1000000}`, 1234567.8, 1000000.0},
 		{"bucket bounds age", `{"op":"bucket","bounds":[0,18,25,35,50,65]}`, int64(42), int64(35)},
 		{"bucket bounds on bound", `{"op":"bucket","bounds":[0,18,25,35,50,65]}`, int64(18), int64(18)},

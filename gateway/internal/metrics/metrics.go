@@ -3,7 +3,10 @@
 // request input, so cardinality stays bounded.
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
 
 // Metrics is one gateway's set of metrics, registered on its own registry.
 type Metrics struct {
@@ -55,6 +58,6 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.Delivered, m.DeliveredBytes, m.ActiveStreams, m.UpstreamReaders, m.UpstreamRecords,
 		m.UpstreamLag, m.DecodeErrors, m.DirectReads, m.Views,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
