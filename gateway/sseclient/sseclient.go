@@ -24,7 +24,9 @@ type Event struct {
 // Reader reads events from a stream.
 type Reader struct {
 	br       *bufio.Reader
+	lb       []byte // the current line, reused
 	lastID   string
+	lastTyp  string // interned event type
 	retry    int
 	Comments int // comment lines seen (heartbeats)
 }
@@ -39,7 +41,8 @@ const MaxLine = 16 << 20
 var ErrLineTooLong = errors.New("sseclient: line too long")
 
 func (r *Reader) line() ([]byte, error) {
-	var buf []byte
+	buf := r.lb[:0]
+	defer func() { r.lb = buf[:0] }()
 	for {
 		frag, err := r.br.ReadSlice('\n')
 		buf = append(buf, frag...)
@@ -75,44 +78,62 @@ func (r *Reader) Next() (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
-		for _, l := range bytes.Split(ln, []byte("\r")) {
+		// A lone CR also ends a line: walk the CR-separated pieces.
+		for rest := ln; ; {
+			l := rest
+			cr := bytes.IndexByte(rest, '\r')
+			if cr >= 0 {
+				l = rest[:cr]
+			}
 			if len(l) == 0 {
-				if !hasData {
-					typ = ""
-					continue
-				}
-				if typ == "" {
-					typ = "message"
-				}
-				return Event{ID: r.lastID, Type: typ, Data: data, Retry: r.retry}, nil
-			}
-			if l[0] == ':' {
-				r.Comments++
-				continue
-			}
-			name, value := l, []byte(nil)
-			if i := bytes.IndexByte(l, ':'); i >= 0 {
-				name, value = l[:i], l[i+1:]
-				value = bytes.TrimPrefix(value, []byte(" "))
-			}
-			switch string(name) {
-			case "event":
-				typ = string(value)
-			case "data":
 				if hasData {
-					data = append(data, '\n')
+					if typ == "" {
+						typ = "message"
+					}
+					return Event{ID: r.lastID, Type: typ, Data: data, Retry: r.retry}, nil
 				}
-				data = append(data, value...)
-				hasData = true
-			case "id":
-				if bytes.IndexByte(value, 0) < 0 {
-					r.lastID = string(value)
-				}
-			case "retry":
-				if n, err := strconv.Atoi(string(value)); err == nil && n >= 0 {
-					r.retry = n
-				}
+				typ = ""
+			} else {
+				r.field(l, &typ, &data, &hasData)
 			}
+			if cr < 0 {
+				break
+			}
+			rest = rest[cr+1:]
+		}
+	}
+}
+
+// field processes one non-empty line.
+func (r *Reader) field(l []byte, typ *string, data *[]byte, hasData *bool) {
+	if l[0] == ':' {
+		r.Comments++
+		return
+	}
+	name, value := l, []byte(nil)
+	if i := bytes.IndexByte(l, ':'); i >= 0 {
+		name, value = l[:i], l[i+1:]
+		value = bytes.TrimPrefix(value, []byte(" "))
+	}
+	switch string(name) {
+	case "event":
+		if string(value) != r.lastTyp {
+			r.lastTyp = string(value)
+		}
+		*typ = r.lastTyp
+	case "data":
+		if *hasData {
+			*data = append(*data, '\n')
+		}
+		*data = append(*data, value...)
+		*hasData = true
+	case "id":
+		if bytes.IndexByte(value, 0) < 0 && string(value) != r.lastID {
+			r.lastID = string(value)
+		}
+	case "retry":
+		if n, err := strconv.Atoi(string(value)); err == nil && n >= 0 {
+			r.retry = n
 		}
 	}
 }

@@ -2,6 +2,7 @@ package sseclient
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -47,4 +48,40 @@ func FuzzReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkReader: sluice-shaped events (a cursor id, event: record, a
+// 400-byte JSON data line).
+func BenchmarkReader(b *testing.B) {
+	var sb strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&sb, "id: c1AAAAAAAAAAAA%06d\nevent: record\ndata: {\"n\":%d,\"pad\":\"%s\"}\n\n", i, i, strings.Repeat("x", 380))
+	}
+	stream := sb.String()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(stream) / 1000))
+	var r *Reader
+	n := 0
+	for b.Loop() {
+		if n%1000 == 0 {
+			r = NewReader(strings.NewReader(stream))
+		}
+		if _, err := r.Next(); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+}
+
+func TestReaderAllocs(t *testing.T) {
+	var sb strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&sb, "id: c1AAAA%06d\nevent: record\ndata: {\"n\":%d}\n\n", i, i)
+	}
+	r := NewReader(strings.NewReader(sb.String()))
+	r.Next() // warm the line buffer
+	// An event costs its id string and its data slice; nothing per line.
+	if n := testing.AllocsPerRun(100, func() { r.Next() }); n > 3 {
+		t.Fatalf("%v allocations per event, want at most 3", n)
+	}
 }
