@@ -106,7 +106,9 @@ func (s *Server) getSchema(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(acc.Explain.Schema)
 		return
 	}
-	if _, ok := s.authorize(w, r, nil); !ok {
+	// The upstream schema (docs, every field) is for partners holding a
+	// grant of the product, whatever its purpose.
+	if acc, ok := s.authorize(w, r, p); !ok || acc == nil {
 		return
 	}
 	if q := r.URL.Query().Get("version"); q != "" {
