@@ -305,7 +305,9 @@ func explain(pl *plan) *httpapi.Explain {
 }
 
 func authProblem(f *auth.Failure) *httpapi.Problem {
-	return httpapi.NewProblem(f.Type, f.Status, f.Detail).WithTitle(f.Title())
+	p := httpapi.NewProblem(f.Type, f.Status, f.Detail).WithTitle(f.Title())
+	p.Challenge = f.Challenge()
+	return p
 }
 
 // ViewSchema derives the Avro schema of the view a decision gives of a

@@ -61,9 +61,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, p *products.P
 	}
 	acc, pr := s.cfg.Authorize(r, p, purpose)
 	if pr != nil {
-		if pr.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-		}
+		challenge(w, pr)
 		writeProblem(w, r, pr)
 		return nil, false
 	}
@@ -85,12 +83,21 @@ func (s *Server) getView(w http.ResponseWriter, r *http.Request) {
 		if pr == nil {
 			pr = newProblem(ProblemInternal, http.StatusInternalServerError, "no view was compiled")
 		}
-		if pr.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-		}
+		challenge(w, pr)
 		writeProblem(w, r, pr)
 		return
 	}
 	// A denied view is still explained (200): why, and by which revision.
 	writeJSON(w, http.StatusOK, acc.Explain)
+}
+
+// challenge sets WWW-Authenticate for a credential failure: the RFC 6750
+// challenge the verifier gave, or a bare one for any other 401.
+func challenge(w http.ResponseWriter, pr *Problem) {
+	switch {
+	case pr.Challenge != "":
+		w.Header().Set("WWW-Authenticate", pr.Challenge)
+	case pr.Status == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+	}
 }

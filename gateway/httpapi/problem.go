@@ -15,6 +15,8 @@ type Problem struct {
 	// Extensions.
 	EarliestCursor string `json:"earliest_cursor,omitempty"`
 	Example        string `json:"example,omitempty"`
+	// Challenge, when set, is sent as WWW-Authenticate (RFC 6750).
+	Challenge string `json:"-"`
 }
 
 // Problem types. Their URNs never change; titles are informative.
