@@ -730,17 +730,24 @@ func TestIntegrationExternalSchemaRegistry(t *testing.T) {
 // at or after that time, on REST and SSE.
 func TestIntegrationFromTimestamp(t *testing.T) {
 	e := newEnv(t)
-	old := e.produce("cdr", 20)
-	cut := time.Now().Add(time.Hour) // later than every generated record so far
+	// Timestamps in the past on both sides of the cut: brokers refuse
+	// records too far in the future (Kafka: message.timestamp.after.max.ms).
+	now := time.Now()
+	cut := now.Add(-5 * time.Minute)
 	var recs []*kgo.Record
-	for i := range 15 {
+	for i := range 35 {
 		r, err := e.gen.Next("cdr")
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, &kgo.Record{Topic: e.topic("cdr"), Key: r.Key, Value: r.Value, Timestamp: cut.Add(time.Duration(i) * time.Second)})
+		ts := now.Add(-10 * time.Minute).Add(time.Duration(i) * time.Second) // 20 before the cut
+		if i >= 20 {
+			ts = cut.Add(time.Duration(i-20) * time.Second) // 15 at or after it
+		}
+		recs = append(recs, &kgo.Record{Topic: e.topic("cdr"), Key: r.Key, Value: r.Value, Timestamp: ts})
 	}
 	e.produceRaw(recs...)
+	old := recs[:20]
 	from := url.QueryEscape(cut.UTC().Format(time.RFC3339Nano))
 	_, body := e.get("/v1/products/cdr/records?limit=1000&from=" + from)
 	var page struct{ Records []map[string]any }
