@@ -5,18 +5,24 @@
 #   2. gofmt        gofmt -l must print nothing
 #   3. go-deps      go mod download
 #   4. vet          go vet ./...
-#   5. unit         go test -race -count=1 ./...   (embedded kfake broker)
-#   6. kafka-up     deploy/kafka/start.sh: real Apache Kafka (KRaft) on free ports
-#   7. integration  SLUICE_TEST_BROKERS=<addr> go test -race -count=1 -run '^TestIntegration' ./...
-#   8. kafka-down   deploy/kafka/stop.sh (also done by the EXIT trap)
+#   5. postgres-up  deploy/postgres/start.sh: throwaway PostgreSQL on a free port
+#                   (stopped by the EXIT trap: deploy/postgres/stop.sh)
+#   6. unit         SLUICE_TEST_POSTGRES_DSN=<dsn> go test -race -count=1 ./...
+#                   (embedded kfake broker; store tests on SQLite and PostgreSQL)
+#   7. kafka-up     deploy/kafka/start.sh: real Apache Kafka (KRaft) on free ports
+#   8. integration  SLUICE_TEST_BROKERS=<addr> SLUICE_TEST_POSTGRES_DSN=<dsn>
+#                   go test -race -count=1 -run '^TestIntegration' ./...
+#   9. kafka-down   deploy/kafka/stop.sh (also done by the EXIT trap)
 # and prints a summary with the seconds each phase took. Every phase runs even
 # if an earlier one failed (unless SLUICE_FAIL_FAST=1); exits non-zero if any
 # phase failed.
 #
 # Environment knobs:
-#   SLUICE_SKIP_REAL_KAFKA=1   skip phases 6-8 (quick local runs)
-#   SLUICE_TEST_BROKERS=addr   use this already-running broker for phase 7
-#                              instead of starting one (phase 5 never sees it)
+#   SLUICE_SKIP_REAL_KAFKA=1   skip phases 7-9 (quick local runs)
+#   SLUICE_TEST_BROKERS=addr   use this already-running broker for phase 8
+#                              instead of starting one (phase 6 never sees it)
+#   SLUICE_TEST_POSTGRES_DSN=dsn  use this already-running PostgreSQL for
+#                              phases 6 and 8 instead of starting one
 #   SLUICE_FAIL_FAST=1         stop at the first failing phase
 #   SLUICE_GO_TEST_TIMEOUT     go test -timeout (default 8m)
 #   SLUICE_GO_TEST_FLAGS       extra go test flags (e.g. -v, -p=1)
@@ -25,11 +31,14 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
 KAFKA_DIR="$ROOT/deploy/kafka"
+PG_DIR="$ROOT/deploy/postgres"
 GO_TEST_TIMEOUT="${SLUICE_GO_TEST_TIMEOUT:-8m}"
 # shellcheck disable=SC2206 # intended word splitting
 GO_TEST_EXTRA=(${SLUICE_GO_TEST_FLAGS:-})
 PRESET_BROKERS="${SLUICE_TEST_BROKERS:-}"
-unset SLUICE_TEST_BROKERS # only phase 7 may see it
+unset SLUICE_TEST_BROKERS # only phase 8 may see it
+PRESET_PG_DSN="${SLUICE_TEST_POSTGRES_DSN:-}"
+unset SLUICE_TEST_POSTGRES_DSN # the go test phases get PG_DSN explicitly
 export DEBIAN_FRONTEND=noninteractive
 
 T_START=$SECONDS
@@ -37,6 +46,7 @@ PHASES=() RESULTS=() DURATIONS=() NOTES=()
 FAILED=0
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")"
 KAFKA_RUN="" KAFKA_STOPPED=1 BROKERS=""
+PG_RUN="" PG_STOPPED=1 PG_DSN=""
 
 say() { printf '%s\n' "$*"; }
 banner() { printf '\n===== %s =====\n' "$*"; }
@@ -85,7 +95,9 @@ install_tools() {
     # so kafka-up measures only the broker start.
     "$KAFKA_DIR/classpath.sh" >/dev/null || ok=1
   fi
-  # Future test dependencies go here, e.g.: need_pkg kcat postgresql chromium
+  # PostgreSQL server binaries (/usr/lib/postgresql/*/bin) for the store tests.
+  [[ -n "$PRESET_PG_DSN" ]] || need_pkg postgresql || ok=1
+  # Future test dependencies go here, e.g.: need_pkg kcat chromium
   {
     go version
     command -v java >/dev/null && java -version 2>&1 | head -n1
@@ -236,9 +248,26 @@ go_test() {
   return $rc
 }
 
+phase_postgres_up() {
+  if [[ -n "$PRESET_PG_DSN" ]]; then
+    PG_DSN="$PRESET_PG_DSN"
+    note "using preset SLUICE_TEST_POSTGRES_DSN"
+    return 0
+  fi
+  # Not under $WORK: as root the server runs as the postgres user, who
+  # cannot enter the private $WORK.
+  PG_RUN="$(mktemp -d "${TMPDIR:-/tmp}/sluice-postgres.XXXXXX")" || return 1
+  PG_STOPPED=0
+  # --watch-pid: the server goes away even if this script is SIGKILLed.
+  PG_DSN="$("$PG_DIR/start.sh" --dir "$PG_RUN" --watch-pid $$)" || { PG_DSN=""; return 1; }
+  PG_DSN="$(tail -n1 <<<"$PG_DSN")"
+  note "PostgreSQL $(sed -n 's/^POSTGRES_VERSION=//p' "$PG_RUN/env") at ${PG_DSN#*@}"
+}
+
 phase_unit() {
   [[ "$GO_PKGS_STATE" == none ]] && { note "no packages"; return $SKIP; }
-  go_test "unit" -race -count=1 -timeout "$GO_TEST_TIMEOUT" "${GO_TEST_EXTRA[@]}" ./...
+  SLUICE_TEST_POSTGRES_DSN="$PG_DSN" go_test "unit" \
+    -race -count=1 -timeout "$GO_TEST_TIMEOUT" "${GO_TEST_EXTRA[@]}" ./...
 }
 
 phase_kafka_up() {
@@ -260,7 +289,8 @@ phase_integration() {
   [[ -n "$BROKERS" ]] || { note "no broker (kafka-up failed)"; return 1; }
   local oauth=""
   [[ -n "$KAFKA_RUN" && -f "$KAFKA_RUN/env" ]] && oauth="$(sed -n 's/^SLUICE_TEST_OAUTH_BROKERS=//p' "$KAFKA_RUN/env")"
-  SLUICE_TEST_OAUTH_BROKERS="$oauth" SLUICE_TEST_BROKERS="$BROKERS" go_test "integration vs real Kafka" \
+  SLUICE_TEST_OAUTH_BROKERS="$oauth" SLUICE_TEST_BROKERS="$BROKERS" SLUICE_TEST_POSTGRES_DSN="$PG_DSN" \
+    go_test "integration vs real Kafka" \
     -race -count=1 -timeout "$GO_TEST_TIMEOUT" -run '^TestIntegration' "${GO_TEST_EXTRA[@]}" ./...
   local rc=$?
   if ((rc != 0)) && [[ -n "$KAFKA_RUN" && -f "$KAFKA_RUN/logs/server.log" ]]; then
@@ -286,9 +316,17 @@ phase_kafka_down() {
   fi
 }
 
+stop_postgres() {
+  ((PG_STOPPED)) && return 0
+  PG_STOPPED=1
+  "$PG_DIR/stop.sh" --dir "$PG_RUN"
+  rmdir "$PG_RUN" 2>/dev/null || true # start.sh failed before using it
+}
+
 cleanup() {
   local rc=$?
   stop_kafka 2>/dev/null || true
+  stop_postgres 2>/dev/null || true
   if [[ -z "$KAFKA_RUN" || ! -d "$KAFKA_RUN" ]]; then rm -rf "$WORK"; fi
   exit $rc
 }
@@ -302,6 +340,7 @@ run_phase tools install_tools
 run_phase gofmt phase_gofmt
 run_phase go-deps phase_go_deps
 run_phase vet phase_vet
+run_phase postgres-up phase_postgres_up
 run_phase unit phase_unit
 if [[ "${SLUICE_SKIP_REAL_KAFKA:-0}" == 1 ]]; then
   record kafka-up skipped 0 "SLUICE_SKIP_REAL_KAFKA=1"

@@ -1,0 +1,310 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/products"
+)
+
+// Store is sluice's persistent state: partners, their API keys, plans,
+// subscriptions with their history, usage counters, and a feed of changes.
+//
+// Lifecycle: Open returns a ready Store (schema migrated); it is safe for
+// concurrent use by any number of goroutines. Close stops the change feed
+// (every channel returned by Changes is closed), waits for the goroutines the
+// Store started and releases the database; calls after Close fail. Every
+// method returns an error wrapping one of the sentinels below when a caller
+// may branch on it (ErrNotFound, ErrInvalid, ErrConflict, the ErrKey* family,
+// ErrIllegalTransition); anything else is a database failure.
+//
+// All times are UTC with microsecond precision.
+type Store interface {
+	// UpsertPartner creates or replaces a partner (name, type, attributes).
+	// Writing identical values changes nothing (no change notification).
+	UpsertPartner(ctx context.Context, p Partner) error
+	// Partner returns one partner; ErrNotFound if there is none.
+	Partner(ctx context.Context, id string) (Partner, error)
+	// Partners returns every partner, sorted by id.
+	Partners(ctx context.Context) ([]Partner, error)
+
+	// CreateKey creates an API key for the partner, valid for ttl (> 0). The
+	// secret, "slk_<id>_<secret>", is returned once and never stored: only
+	// its SHA-256 is. ErrNotFound if the partner does not exist.
+	CreateKey(ctx context.Context, partnerID string, ttl time.Duration) (KeyInfo, string, error)
+	// VerifyKey checks a presented key ("slk_<id>_<secret>") and returns the
+	// key it belongs to. Errors: ErrKeyMalformed, ErrKeyNotFound (unknown id
+	// or wrong secret: the two are not told apart), ErrKeyRevoked,
+	// ErrKeyExpired. The error never contains the presented secret.
+	VerifyKey(ctx context.Context, presented string) (KeyInfo, error)
+	// Keys lists a partner's keys (revoked and expired included), oldest first.
+	Keys(ctx context.Context, partnerID string) ([]KeyInfo, error)
+	// RevokeKey revokes a key of the partner. Revoking a revoked key is a
+	// no-op that keeps the first revocation; ErrKeyNotFound if the partner
+	// has no such key.
+	RevokeKey(ctx context.Context, partnerID, keyID, actor string) error
+
+	// UpsertPlan creates or replaces a plan. A plan with Default set becomes
+	// the only default plan. Writing identical values changes nothing.
+	UpsertPlan(ctx context.Context, p Plan) error
+	// Plan returns one plan; ErrNotFound if there is none.
+	Plan(ctx context.Context, id string) (Plan, error)
+	// Plans returns every plan, sorted by id.
+	Plans(ctx context.Context) ([]Plan, error)
+
+	// CreateSubscription requests a product for a purpose under a plan, in
+	// state requested, recording the request (actor) in its history.
+	// ErrNotFound if the partner or plan does not exist; ErrConflict if the
+	// partner already holds an open (not rejected, not revoked)
+	// subscription for the same product and purpose.
+	CreateSubscription(ctx context.Context, partnerID, product, purpose, planID, actor string) (Subscription, error)
+	// Transition applies an action to a subscription atomically and returns
+	// it as it now is. An action the current state does not allow fails
+	// with a *TransitionError (errors.Is ErrIllegalTransition). See the
+	// package documentation for the state machine.
+	Transition(ctx context.Context, subID string, action Action, actor, reason string) (Subscription, error)
+	// Subscription returns one subscription; ErrNotFound if there is none.
+	Subscription(ctx context.Context, id string) (Subscription, error)
+	// Subscriptions returns the subscriptions matching every non-empty
+	// field of the filter, oldest first.
+	Subscriptions(ctx context.Context, f Filter) ([]Subscription, error)
+	// History returns a subscription's transitions in the order they
+	// happened, starting with its request; ErrNotFound if there is no such
+	// subscription.
+	History(ctx context.Context, subID string) ([]TransitionRecord, error)
+
+	// AddUsage adds a batch of usage deltas atomically: either every delta
+	// is counted or none is.
+	AddUsage(ctx context.Context, deltas []UsageDelta) error
+	// Usage returns the daily usage rows matching the filter, ordered by
+	// day, partner, product and purpose.
+	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
+
+	// Changes returns a feed of partner, key, plan and subscription changes
+	// made through any Store on the same database (every replica, for
+	// PostgreSQL; every Store of this process, for SQLite). Only changes
+	// committed after Changes returns are delivered. The channel is closed
+	// when ctx ends or the Store closes. A Change of kind ChangeResync means
+	// changes may have been missed (a slow reader, a lost database
+	// connection): reload whatever you cache.
+	Changes(ctx context.Context) (<-chan Change, error)
+
+	// Close releases the Store; see the lifecycle above.
+	Close() error
+}
+
+// Errors callers branch on. Returned errors wrap them with context, e.g.
+// `store: not found: subscription "sub_..."`.
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrInvalid: an argument failed validation (the message names it).
+	ErrInvalid = errors.New("store: invalid argument")
+	// ErrConflict: the write contradicts existing data, e.g. a second open
+	// subscription for the same partner, product and purpose.
+	ErrConflict = errors.New("store: conflict")
+	// ErrIllegalTransition: the action is not allowed in the subscription's
+	// current state. The error is a *TransitionError.
+	ErrIllegalTransition = errors.New("store: illegal subscription transition")
+	// ErrClosed: the Store has been closed.
+	ErrClosed = errors.New("store: closed")
+
+	// ErrKeyMalformed: the presented key is not of the form slk_<id>_<secret>.
+	ErrKeyMalformed = errors.New("store: malformed API key")
+	// ErrKeyNotFound: no key with that id, or the secret does not match.
+	ErrKeyNotFound = errors.New("store: API key not recognised")
+	// ErrKeyExpired: the key is past its expiry.
+	ErrKeyExpired = errors.New("store: API key expired")
+	// ErrKeyRevoked: the key has been revoked.
+	ErrKeyRevoked = errors.New("store: API key revoked")
+)
+
+// Partner is an organisation that reads data products. Its grants are
+// subscriptions, not part of the partner.
+type Partner struct {
+	ID   string // ^[a-z][a-z0-9-]{1,62}$
+	Name string
+	Type products.PartnerType
+	// Attributes are the facts policy matches rows against (see
+	// products.Partner). Values are string, int64, float64, bool, []any or
+	// map[string]any of those; nil is stored as an empty map.
+	Attributes map[string]any
+	CreatedAt  time.Time // set by the store
+	UpdatedAt  time.Time // set by the store; last change of name, type or attributes
+}
+
+// KeyInfo describes an API key. It never holds the secret.
+type KeyInfo struct {
+	ID        string // the lookup id: the <id> of slk_<id>_<secret>
+	PartnerID string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	RevokedAt time.Time // zero unless revoked
+	RevokedBy string    // who revoked it
+}
+
+// Prefix returns the public part of the key, "slk_<id>", to show in
+// listings so a partner can tell its keys apart.
+func (k KeyInfo) Prefix() string { return keyPrefix + k.ID }
+
+// Revoked reports whether the key has been revoked.
+func (k KeyInfo) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// Plan formats: how a partner may receive data.
+const (
+	FormatJSON   = "json"   // REST pages, application/json
+	FormatNDJSON = "ndjson" // REST pages, application/x-ndjson
+	FormatSSE    = "sse"    // Server-Sent Events streams
+	FormatKafka  = "kafka"  // the Kafka wire protocol front door
+)
+
+// Plan is a set of limits a subscription runs under. Rates are per partner
+// and product.
+type Plan struct {
+	ID                 string        // ^[a-z][a-z0-9-]{1,62}$, e.g. "standard"
+	Name               string        // display name
+	RecordsPerSecond   int64         // > 0
+	BytesPerSecond     int64         // > 0
+	ConcurrentStreams  int           // > 0: open SSE or Kafka streams
+	MonthlyRecordQuota int64         // > 0: records per UTC calendar month
+	ReplayWindow       time.Duration // >= 0, whole seconds: how far back a partner may start reading (0: live only)
+	Formats            []string      // non-empty; Format* constants
+	// Default marks the plan a subscription request without a plan gets.
+	// At most one plan is the default.
+	Default   bool
+	CreatedAt time.Time // set by the store
+	UpdatedAt time.Time // set by the store
+}
+
+// Subscription is a partner's standing access to one product for one
+// purpose under a plan.
+type Subscription struct {
+	ID        string // "sub_" + 16 base32 characters
+	PartnerID string
+	Product   string
+	Purpose   string // one of the products.Purpose* constants
+	PlanID    string
+	State     State
+	CreatedAt time.Time
+	UpdatedAt time.Time // time of the last transition
+}
+
+// Filter selects subscriptions; empty fields match everything.
+type Filter struct {
+	PartnerID string
+	Product   string
+	State     State
+}
+
+// TransitionRecord is one entry of a subscription's history.
+type TransitionRecord struct {
+	SubscriptionID string
+	Action         Action // ActionRequest for the creation
+	From           State  // empty for the creation
+	To             State
+	Actor          string // who
+	Reason         string // why
+	At             time.Time
+}
+
+// UsageDelta is usage to add to one partner, product, purpose and day.
+type UsageDelta struct {
+	PartnerID string
+	Product   string
+	Purpose   string
+	Day       time.Time // any time of the UTC day the usage belongs to
+	Records   int64     // >= 0
+	Bytes     int64     // >= 0
+}
+
+// UsageRow is the usage of one partner, product and purpose on one UTC day.
+type UsageRow struct {
+	PartnerID string
+	Product   string
+	Purpose   string
+	Day       time.Time // midnight UTC
+	Records   int64
+	Bytes     int64
+}
+
+// UsageFilter selects usage rows. A row for day D matches when the day
+// overlaps [From, To): D+24h > From and D < To. A zero From or To is
+// unbounded; empty PartnerID or Product match every partner or product.
+// So From=2026-11-01, To=2026-12-01 is November.
+type UsageFilter struct {
+	From, To  time.Time
+	PartnerID string
+	Product   string
+}
+
+// ChangeKind says what changed.
+type ChangeKind string
+
+// Change kinds.
+const (
+	ChangePartner      ChangeKind = "partner"      // ID: the partner id
+	ChangeKey          ChangeKind = "key"          // ID: the key id
+	ChangePlan         ChangeKind = "plan"         // ID: the plan id
+	ChangeSubscription ChangeKind = "subscription" // ID: the subscription id
+	// ChangeResync: changes may have been lost; reload everything cached.
+	ChangeResync ChangeKind = "resync"
+)
+
+// Change says that an entity changed; read it from the store for its new
+// state.
+type Change struct {
+	Kind ChangeKind
+	ID   string
+}
+
+func (c Change) String() string {
+	if c.ID == "" {
+		return string(c.Kind)
+	}
+	return string(c.Kind) + " " + c.ID
+}
+
+// parseChange is the inverse of Change.String.
+func parseChange(s string) (Change, bool) {
+	kind, id, _ := strings.Cut(s, " ")
+	switch ChangeKind(kind) {
+	case ChangePartner, ChangeKey, ChangePlan, ChangeSubscription, ChangeResync:
+		return Change{Kind: ChangeKind(kind), ID: id}, true
+	}
+	return Change{}, false
+}
+
+// Open opens the store named by dsn and applies the schema migrations it
+// lacks:
+//
+//   - "postgres://..." or "postgresql://...": PostgreSQL (pgx DSN: the
+//     usual connection parameters, plus any server parameter such as
+//     search_path);
+//   - "sqlite:PATH" or a plain file path: SQLite at PATH, created if missing
+//     (with its directory).
+//
+// A database migrated by a newer sluice than this one is refused.
+func Open(ctx context.Context, dsn string) (Store, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return openPostgres(ctx, dsn)
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return openSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"))
+	case dsn == "":
+		return nil, fmt.Errorf("%w: empty store DSN (want postgres://..., sqlite:PATH or a file path)", ErrInvalid)
+	case schemePattern.MatchString(dsn):
+		return nil, fmt.Errorf("%w: unsupported store DSN scheme %q (want postgres://..., sqlite:PATH or a file path)",
+			ErrInvalid, dsn[:strings.Index(dsn, "://")])
+	}
+	return openSQLite(ctx, dsn)
+}
+
+var (
+	schemePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+	// idPattern: partner, plan and product ids (the shape package products
+	// gives them; the store does not know the catalog).
+	idPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+)
