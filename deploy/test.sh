@@ -5,6 +5,7 @@
 #   2. gofmt        gofmt -l must print nothing
 #   3. go-deps      go mod download
 #   4. vet          go vet ./...
+#      lint         staticcheck ./... (pinned version, from the Go module proxy)
 #   5. postgres-up  deploy/postgres/start.sh: throwaway PostgreSQL on a free port
 #                   (stopped by the EXIT trap: deploy/postgres/stop.sh)
 #   6. unit         SLUICE_TEST_POSTGRES_DSN=<dsn> go test -race -count=1 ./...
@@ -184,6 +185,13 @@ phase_vet() {
   go vet ./...
 }
 
+# staticcheck from the Go module proxy, pinned (cached after the first run).
+STATICCHECK="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+phase_lint() {
+  [[ "$GO_PKGS_STATE" == none ]] && { note "no packages"; return $SKIP; }
+  go run "$STATICCHECK" ./...
+}
+
 # go test -json rendered like plain `go test` output: package result lines,
 # full output of failing tests only; counts written to $2.
 read -r -d '' RENDER_PY <<'PY'
@@ -340,6 +348,7 @@ run_phase tools install_tools
 run_phase gofmt phase_gofmt
 run_phase go-deps phase_go_deps
 run_phase vet phase_vet
+run_phase lint phase_lint
 run_phase postgres-up phase_postgres_up
 run_phase unit phase_unit
 if [[ "${SLUICE_SKIP_REAL_KAFKA:-0}" == 1 ]]; then
