@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/httpapi"
@@ -18,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/masking"
 	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/products"
+	"github.com/sluicehq/sluice/products/store"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -37,6 +40,7 @@ type access struct {
 	gen   chan struct{} // closed and replaced when plans may have changed
 	keys  map[string][]byte
 	log   *slog.Logger
+	store store.Store // active subscriptions are the grants; API keys
 }
 
 type planKey struct{ partner, product, purpose, revision string }
@@ -66,6 +70,15 @@ func (a *access) changed() <-chan struct{} {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.gen
+}
+
+// wake tells open streams to authorize again (a subscription or key
+// changed); plans stay cached.
+func (a *access) wake() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	close(a.gen)
+	a.gen = make(chan struct{})
 }
 
 // policyChanged drops plans of old revisions and wakes streams.
@@ -239,41 +252,87 @@ func (a *access) compileFrom(partner *products.Partner, p *products.Product, pur
 	return pl
 }
 
-// grant picks the partner's grant of a product: the one for purpose, or,
-// without a purpose, the partner's first grant of the product.
-func grant(partner *products.Partner, product, purpose string) (products.Grant, bool) {
-	if purpose != "" {
-		return partner.GrantFor(product, purpose)
+// grant picks the partner's active subscription of a product: the one for
+// purpose, or, without a purpose, the oldest. ok is false without one;
+// states then names the states of the partner's other subscriptions of it.
+func (a *access) grant(ctx context.Context, partner, product, purpose string) (g products.Grant, states []string, err error) {
+	subs, err := a.store.Subscriptions(ctx, store.Filter{PartnerID: partner, Product: product})
+	if err != nil {
+		return g, nil, err
 	}
-	return partner.Grant(product)
+	for _, s := range subs {
+		if s.State != store.StateActive {
+			states = append(states, s.Purpose+": "+string(s.State))
+			continue
+		}
+		if purpose == "" || s.Purpose == purpose {
+			return products.Grant{Product: product, Purpose: s.Purpose}, nil, nil
+		}
+		states = append(states, s.Purpose+": active")
+	}
+	return g, states, nil
+}
+
+// identify checks the credential: an API key from the store (slk_...) or a
+// JWT.
+func (a *access) identify(r *http.Request) (partner string, expires time.Time, f *auth.Failure) {
+	h := r.Header.Get("Authorization")
+	if tok, pf := auth.ParseAuthorization(h); pf == nil && strings.HasPrefix(tok, "slk_") && a.store != nil {
+		k, err := a.store.VerifyKey(r.Context(), tok)
+		if err != nil {
+			return "", time.Time{}, keyFailure(err)
+		}
+		return k.PartnerID, k.ExpiresAt, nil
+	}
+	id, f := a.verifier.Verify(r.Context(), h)
+	if f != nil {
+		return "", time.Time{}, f
+	}
+	return id.Partner, id.Expires, nil
+}
+
+// keyFailure maps an API key error to a 401 problem (never naming the key).
+func keyFailure(err error) *auth.Failure {
+	f := &auth.Failure{Type: httpapi.ProblemKeyInvalid, Status: http.StatusUnauthorized, Detail: "the API key is not valid; create a new one with POST /v1/keys"}
+	switch {
+	case errors.Is(err, store.ErrKeyExpired):
+		f.Type, f.Detail = httpapi.ProblemKeyExpired, "the API key has expired; create a new one"
+	case errors.Is(err, store.ErrKeyRevoked):
+		f.Type, f.Detail = httpapi.ProblemKeyRevoked, "the API key was revoked"
+	case errors.Is(err, store.ErrKeyMalformed), errors.Is(err, store.ErrKeyNotFound):
+	default:
+		f.Detail = "the API key could not be checked; retry"
+	}
+	return f
 }
 
 // authorize is httpapi.Config.Authorize.
 func (a *access) authorize(r *http.Request, p *products.Product, purpose string) (*httpapi.Access, *httpapi.Problem) {
-	id, f := a.verifier.Verify(r.Context(), r.Header.Get("Authorization"))
+	pid, expires, f := a.identify(r)
 	if f != nil {
 		return nil, authProblem(f)
 	}
-	partner, f := auth.LookupPartner(a.partners, id)
+	partner, f := auth.LookupPartner(a.partners, auth.Identity{Partner: pid})
 	if f != nil {
 		return nil, authProblem(f)
 	}
-	acc := &httpapi.Access{Partner: partner.ID, Expires: id.Expires}
+	acc := &httpapi.Access{Partner: partner.ID, Expires: expires}
 	if p == nil {
 		return acc, nil // catalog endpoints: a valid identity suffices
 	}
-	g, ok := grant(partner, p.ID, purpose)
-	if !ok {
-		var have []string
-		for _, g := range partner.Grants {
-			if g.Product == p.ID {
-				have = append(have, g.Purpose)
-			}
+	g, states, err := a.grant(r.Context(), partner.ID, p.ID, purpose)
+	if err != nil {
+		a.log.Error("store: subscriptions lookup failed", "partner", partner.ID, "product", p.ID, "err", err)
+		return nil, httpapi.NewProblem(httpapi.ProblemInternal, http.StatusServiceUnavailable, "subscriptions could not be read; retry")
+	}
+	if g.Purpose == "" {
+		detail := "partner " + partner.ID + " has no active subscription of product " + p.ID
+		if purpose != "" {
+			detail += " for purpose " + purpose
 		}
-		detail := "partner " + partner.ID + " has no grant for product " + p.ID
-		if purpose != "" && len(have) > 0 {
-			sort.Strings(have)
-			detail = fmt.Sprintf("partner %s has no grant for product %s with purpose %s (granted: %v)", partner.ID, p.ID, purpose, have)
+		if len(states) > 0 {
+			sort.Strings(states)
+			detail += fmt.Sprintf(" (its subscriptions: %s)", strings.Join(states, ", "))
 		}
 		return nil, httpapi.NewProblem(httpapi.ProblemNoGrant, http.StatusForbidden, detail)
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -66,6 +67,13 @@ type Config struct {
 	Auth AuthConfig `yaml:"auth"`
 	// Policy locates the Rego policy.
 	Policy PolicyConfig `yaml:"policy"`
+	// Store is where subscriptions, plans, API keys and usage live: a
+	// postgres:// DSN (several replicas) or sqlite:PATH. Default
+	// sqlite:<data-dir>/sluice.db.
+	Store string `yaml:"store"`
+	// SeedDemo upserts the demo partners and an active subscription for each
+	// of their grants into the store. Default: on with the embedded broker.
+	SeedDemo *bool `yaml:"seed_demo"`
 	// PartnersFile is the partner registry (YAML). Default: the built-in
 	// demo registry.
 	PartnersFile string `yaml:"partners_file"`
@@ -200,6 +208,13 @@ func (c *Config) defaults() {
 	if c.Auth.DevKey == nil {
 		d := c.embedded() && c.Auth.JWKSURL == "" && len(c.Auth.StaticKeyFiles) == 0 && !c.Auth.AllowHS256
 		c.Auth.DevKey = &d
+	}
+	if c.Store == "" {
+		c.Store = "sqlite:" + filepath.Join(c.DataDir, "sluice.db")
+	}
+	if c.SeedDemo == nil {
+		sd := c.embedded()
+		c.SeedDemo = &sd
 	}
 	if c.Policy.WatchInterval <= 0 {
 		c.Policy.WatchInterval = 250 * time.Millisecond

@@ -32,6 +32,7 @@ import (
 	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
+	"github.com/sluicehq/sluice/products/store"
 	"github.com/sluicehq/sluice/schemas"
 )
 
@@ -54,6 +55,7 @@ type Gateway struct {
 	verifier *auth.Verifier
 	consent  *consent.Store
 	access   *access
+	store    store.Store
 
 	streams       context.Context
 	cancelStreams context.CancelFunc
@@ -85,8 +87,21 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if g.store, err = store.Open(ctx, cfg.Store); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if *cfg.SeedDemo {
+		if err := store.SeedDemo(ctx, g.store, g.partners); err != nil {
+			g.store.Close()
+			return nil, err
+		}
+	}
 	jwks, err := g.newVerifier(ctx)
 	if err != nil {
+		g.store.Close()
 		return nil, err
 	}
 	seeds := cfg.Brokers
@@ -99,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	fail := func(err error) (*Gateway, error) {
 		g.closeKafka()
 		g.verifier.Close()
+		g.store.Close()
 		return nil, err
 	}
 	opts, err := cfg.kafkaOpts(seeds)
@@ -138,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.access = newAccess(g.verifier, g.partners, g.engine, g.consent, secret, layouts)
 	g.access.log = cfg.Logger
+	g.access.store = g.store
 	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_policy_evaluations_total",
 		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",
@@ -334,6 +351,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg.Policy.Dir != "" {
 		hubDone.Go(func() { g.engine.Watch(hubCtx, g.cfg.Policy.WatchInterval) })
 	}
+	changes, cerr := g.store.Changes(hubCtx)
+	if cerr != nil {
+		stopHub()
+		hubDone.Wait()
+		g.closeKafka()
+		return fmt.Errorf("store: %w", cerr)
+	}
+	hubDone.Go(func() {
+		// A subscription or key changed (here or on another replica):
+		// open streams authorize again and end if access is gone.
+		for c := range changes {
+			if c.Kind == store.ChangeSubscription || c.Kind == store.ChangeKey || c.Kind == store.ChangeResync {
+				g.access.wake()
+			}
+		}
+	})
 	revs, unsubscribe := g.engine.Subscribe()
 	hubDone.Go(func() {
 		defer unsubscribe()
@@ -400,6 +433,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// 5 and 6
 	g.closeKafka()
 	g.verifier.Close()
+	g.store.Close()
 	log.Info("stopped")
 	return err
 }
@@ -465,7 +499,11 @@ func (g *Gateway) Close() {
 	g.cancelStreams()
 	g.closeKafka()
 	g.verifier.Close()
+	g.store.Close()
 }
+
+// Store is the gateway's store (subscriptions, keys, plans, usage).
+func (g *Gateway) Store() store.Store { return g.store }
 
 // Engine is the policy engine (tests reload it).
 func (g *Gateway) Engine() *policy.Engine { return g.engine }

@@ -128,6 +128,7 @@ func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 		Hub:               gateway.HubYAML{MaxWait: 100 * time.Millisecond},
 		ShutdownTimeout:   5 * time.Second,
 		Auth:              gateway.AuthConfig{DevKey: &yes},
+		SeedDemo:          &yes, // the demo partners' subscriptions, also on an external cluster
 	}
 	if b := os.Getenv("SLUICE_TEST_BROKERS"); b != "" {
 		cfg.Brokers = strings.Split(b, ",")

@@ -53,7 +53,7 @@ func TestIntegrationOAuthUpstream(t *testing.T) {
 			no, yes := false, true
 			dataDir := t.TempDir()
 			cfg := gateway.Config{
-				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes}, TopicPrefix: e.cfg.TopicPrefix,
+				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes}, SeedDemo: &yes, TopicPrefix: e.cfg.TopicPrefix,
 				Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 				Kafka:  gateway.KafkaConfig{SASL: gateway.SASLConfig{Mechanism: "OAUTHBEARER", TokenFile: tokenFile}},
 			}

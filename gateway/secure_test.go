@@ -116,7 +116,7 @@ func TestSecureUpstream(t *testing.T) {
 			dataDir := t.TempDir()
 			t.Setenv("SLUICE_TEST_KAFKA_PASSWORD", tc.pass)
 			cfg := gateway.Config{
-				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes},
+				Brokers: []string{addr}, HTTPAddr: "127.0.0.1:0", Generate: &no, DataDir: dataDir, Auth: gateway.AuthConfig{DevKey: &yes}, SeedDemo: &yes,
 				Logger: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})),
 				Kafka: gateway.KafkaConfig{
 					TLS:  gateway.TLSConfig{Enabled: true, CAFile: caFile},

@@ -101,6 +101,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	generate := fs.String("generate", "", "run the synthetic data generator: true or false (default true with the embedded broker)")
 	rate := fs.Float64("generate-rate", 0, "generator records per second across all products (default 50)")
 	registry := fs.String("schema-registry", "", "Schema Registry URL for schema ids not in the catalog")
+	storeDSN := fs.String("store", "", "store DSN: postgres://... for several replicas, or sqlite:PATH (default sqlite:<data-dir>/sluice.db)")
 	catalogDir := fs.String("catalog", "", "directory of product YAML files (default: built-in catalog)")
 	schemaDir := fs.String("schemas", "", "directory of .avsc files named by --catalog")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -127,6 +128,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	set(&cfg.EmbeddedKafkaAddr, *kafkaAddr)
 	set(&cfg.SchemaRegistryURL, *registry)
 	set(&cfg.CatalogDir, *catalogDir)
+	set(&cfg.Store, *storeDSN)
 	set(&cfg.SchemaDir, *schemaDir)
 	if len(brokers) > 0 {
 		cfg.Brokers = brokers

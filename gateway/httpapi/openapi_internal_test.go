@@ -196,6 +196,7 @@ func TestOpenAPISecurity(t *testing.T) {
 			unauthorized = append(unauthorized, typ)
 		}
 	}
+	unauthorized = append(unauthorized, ProblemKeyInvalid, ProblemKeyExpired, ProblemKeyRevoked) // API keys
 	slices.Sort(unauthorized)
 	// What a 403 may say: a catalog endpoint only checks the partner; the
 	// view explains policy denials with a 200; reading gets all four.
@@ -239,7 +240,7 @@ func TestOpenAPISecurity(t *testing.T) {
 				continue
 			}
 			if got := oaNarrowedTypes(r401); !slices.Equal(got, unauthorized) {
-				t.Errorf("%s: 401 types %v, want every token problem but the unknown partner %v", where, got, unauthorized)
+				t.Errorf("%s: 401 types %v, want every token and API key problem but the unknown partner %v", where, got, unauthorized)
 			}
 			if r401 != nil && r401.Value != nil {
 				h := r401.Value.Headers["WWW-Authenticate"]

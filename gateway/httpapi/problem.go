@@ -35,6 +35,9 @@ const (
 	ProblemNoGrant        = "urn:sluice:problem:no-grant"
 	ProblemDenied         = "urn:sluice:problem:policy-denied"
 	ProblemPolicyError    = "urn:sluice:problem:policy-error"
+	ProblemKeyInvalid     = "urn:sluice:problem:key-invalid"
+	ProblemKeyExpired     = "urn:sluice:problem:key-expired"
+	ProblemKeyRevoked     = "urn:sluice:problem:key-revoked"
 )
 
 var titles = map[string]string{
@@ -52,6 +55,9 @@ var titles = map[string]string{
 	ProblemNoGrant:        "No grant for this product",
 	ProblemDenied:         "Denied by policy",
 	ProblemPolicyError:    "Policy evaluation failed; access denied",
+	ProblemKeyInvalid:     "API key not valid",
+	ProblemKeyExpired:     "API key expired",
+	ProblemKeyRevoked:     "API key revoked",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {
