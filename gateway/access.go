@@ -293,10 +293,10 @@ func (a *access) identify(r *http.Request) (partner string, expires time.Time, f
 
 // keyFailure maps an API key error to a 401 problem (never naming the key).
 func keyFailure(err error) *auth.Failure {
-	f := &auth.Failure{Type: httpapi.ProblemKeyInvalid, Status: http.StatusUnauthorized, Detail: "the API key is not valid; create a new one with POST /v1/keys"}
+	f := &auth.Failure{Type: httpapi.ProblemKeyInvalid, Status: http.StatusUnauthorized, Detail: "the API key is not valid; ask the data owner for a new one"}
 	switch {
 	case errors.Is(err, store.ErrKeyExpired):
-		f.Type, f.Detail = httpapi.ProblemKeyExpired, "the API key has expired; create a new one"
+		f.Type, f.Detail = httpapi.ProblemKeyExpired, "the API key has expired; ask the data owner for a new one"
 	case errors.Is(err, store.ErrKeyRevoked):
 		f.Type, f.Detail = httpapi.ProblemKeyRevoked, "the API key was revoked"
 	case errors.Is(err, store.ErrKeyMalformed), errors.Is(err, store.ErrKeyNotFound):
