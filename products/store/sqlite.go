@@ -50,6 +50,15 @@ var sqliteBuses = struct {
 	m map[string]map[*sqliteBackend]struct{}
 }{m: map[string]map[*sqliteBackend]struct{}{}}
 
+// sqliteOpening serializes opens of one database file in this process.
+var sqliteOpening sync.Map // abs path -> *sync.Mutex
+
+// sqliteBusy reports a SQLITE_BUSY or SQLITE_LOCKED answer.
+func sqliteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_LOCKED")
+}
+
 func openSQLite(ctx context.Context, path string) (Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty SQLite path", ErrInvalid)
@@ -82,13 +91,34 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	r.SetMaxOpenConns(4)
 	r.SetMaxIdleConns(4)
 	b := &sqliteBackend{path: abs, w: w, r: r, bus: newBroadcaster()}
-	if err := w.PingContext(ctx); err != nil {
-		b.closeDBs()
-		return nil, fmt.Errorf("store: open SQLite database %s: %w", abs, err)
-	}
-	if err := migrate(ctx, b, "sqlite", sqliteMigrationsTable); err != nil {
-		b.closeDBs()
-		return nil, fmt.Errorf("%w (database %s)", err, abs)
+	// Switching to WAL and migrating take the database's write lock, and
+	// SQLite may answer SQLITE_BUSY at once rather than wait while another
+	// connection does the same. Opens of one file in this process take
+	// turns; another process is waited for by retrying.
+	mu, _ := sqliteOpening.LoadOrStore(abs, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	for {
+		err := w.PingContext(ctx)
+		if err == nil {
+			if err = migrate(ctx, b, "sqlite", sqliteMigrationsTable); err == nil {
+				break
+			}
+			if !sqliteBusy(err) || time.Now().After(deadline) {
+				b.closeDBs()
+				return nil, fmt.Errorf("%w (database %s)", err, abs)
+			}
+		} else if !sqliteBusy(err) || time.Now().After(deadline) {
+			b.closeDBs()
+			return nil, fmt.Errorf("store: open SQLite database %s: %w", abs, err)
+		}
+		select {
+		case <-ctx.Done():
+			b.closeDBs()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	sqliteBuses.Lock()
 	if sqliteBuses.m[abs] == nil {
