@@ -270,73 +270,36 @@ func (c *compiler) topField(w avro.Schema, f *Field) (fieldOp, error) {
 	op := fieldOp{slot: f.Index, name: f.Name}
 	w = deref(w)
 	r := deref(f.Schema)
-	if f.Kind != KindJSON {
-		rs := scalarBranch(r)
-		if wu, ok := w.(*avro.UnionSchema); ok {
-			op.mode = opUnionScalar
-			var firstErr error
-			good := 0
-			for _, wb := range wu.Types() {
-				wb = deref(wb)
-				var b branch
-				switch {
-				case wb.Type() == avro.Null && f.Nullable:
-					b.mode = bNull
-				case wb.Type() == avro.Null:
-					b.mode = bBad
-				default:
-					sc, err := c.scalar(wb, rs, f.Name)
-					if err != nil {
-						firstErr = keepFirst(firstErr, err)
-					} else {
-						b.mode, b.sc = bScalar, sc
-					}
-				}
-				if b.mode != bBad {
-					good++
-				}
-				op.branches = append(op.branches, b)
-			}
-			if good == 0 {
-				if firstErr == nil {
-					firstErr = incompatible(f.Name, "no branch of writer %s matches reader %s", typeName(w), typeName(r))
-				}
-				return op, firstErr
-			}
-			return op, nil
+	// One non-null writer branch (or a non-union writer) as the reader reads
+	// it: a scalar slot, or a JSON node for complex reader fields.
+	compile := func(wb avro.Schema) (branch, error) {
+		if f.Kind != KindJSON {
+			sc, err := c.scalar(wb, scalarBranch(r), f.Name)
+			return branch{mode: bScalar, sc: sc}, err
 		}
-		if w.Type() == avro.Null {
-			if !f.Nullable {
-				return op, incompatible(f.Name, "writer type null cannot be read as reader %s", typeName(r))
-			}
-			op.mode = opNull
-			return op, nil
-		}
-		sc, err := c.scalar(w, rs, f.Name)
-		if err != nil {
-			return op, err
-		}
-		op.mode, op.sc = fastMode(sc), sc
-		return op, nil
+		n, err := c.node(wb, r, f.Name)
+		return branch{mode: bJSON, node: n}, err
 	}
-	// KindJSON reader field.
 	if wu, ok := w.(*avro.UnionSchema); ok {
 		op.mode = opUnion
+		if f.Kind != KindJSON {
+			op.mode = opUnionScalar
+		}
 		var firstErr error
 		good := 0
 		for _, wb := range wu.Types() {
 			wb = deref(wb)
-			var b branch
+			var b branch // bBad unless it matches
 			switch {
 			case wb.Type() == avro.Null && f.Nullable:
 				b.mode = bNull
 			case wb.Type() == avro.Null:
 			default:
-				n, err := c.node(wb, r, f.Name)
+				cb, err := compile(wb)
 				if err != nil {
 					firstErr = keepFirst(firstErr, err)
 				} else {
-					b.mode, b.node = bJSON, n
+					b = cb
 				}
 			}
 			if b.mode != bBad {
@@ -359,11 +322,15 @@ func (c *compiler) topField(w avro.Schema, f *Field) (fieldOp, error) {
 		op.mode = opNull
 		return op, nil
 	}
-	n, err := c.node(w, r, f.Name)
+	b, err := compile(w)
 	if err != nil {
 		return op, err
 	}
-	op.mode, op.node = opJSON, n
+	if f.Kind != KindJSON {
+		op.mode, op.sc = fastMode(b.sc), b.sc
+	} else {
+		op.mode, op.node = opJSON, b.node
+	}
 	return op, nil
 }
 
