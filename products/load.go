@@ -182,28 +182,9 @@ type entry struct {
 // could be read, for cross-file checks (fp.errs says whether it is valid).
 func (fp *fileParser) parse(data []byte) *parsedProduct {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			fp.errorf(0, "", "empty file; want one product definition")
-			return nil
-		}
-		fp.yamlError(err)
+	root := fp.document(dec, "one product definition", "put one product per file")
+	if root == nil {
 		return nil
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		line := extra.Line
-		if len(extra.Content) > 0 {
-			line = extra.Content[0].Line
-		}
-		fp.errorf(line, "", "more than one YAML document; put one product per file")
-	} else if !errors.Is(err, io.EOF) {
-		fp.yamlError(err)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
 	}
 	m, ok := fp.mapping(root, "", productKeys)
 	if !ok {
@@ -301,6 +282,37 @@ func (fp *fileParser) parse(data []byte) *parsedProduct {
 		}
 	}
 	return pp
+}
+
+// document reads the file's one YAML document and returns its root node,
+// or nil after reporting an empty file (want says what it should hold) or
+// a syntax error. A second document is reported (hint says what to do)
+// but the first is still returned.
+func (fp *fileParser) document(dec *yaml.Decoder, want, hint string) *yaml.Node {
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			fp.errorf(0, "", "empty file; want %s", want)
+		} else {
+			fp.yamlError(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		line := extra.Line
+		if len(extra.Content) > 0 {
+			line = extra.Content[0].Line
+		}
+		fp.errorf(line, "", "more than one YAML document; %s", hint)
+	} else if !errors.Is(err, io.EOF) {
+		fp.yamlError(err)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	return root
 }
 
 // yamlError reports a YAML syntax error at the line yaml.v3 names.

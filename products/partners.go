@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"regexp"
@@ -253,28 +252,9 @@ func loadPartners(fsys fs.FS, file, prefix string) (*Partners, error) {
 // parsePartners decodes and validates a registry file.
 func (fp *fileParser) parsePartners(data []byte) *Partners {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			fp.errorf(0, "", "empty file; want a registry with a partners: list")
-		} else {
-			fp.yamlError(err)
-		}
+	root := fp.document(dec, "a registry with a partners: list", "put every partner under one partners: list")
+	if root == nil {
 		return nil
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		line := extra.Line
-		if len(extra.Content) > 0 {
-			line = extra.Content[0].Line
-		}
-		fp.errorf(line, "", "more than one YAML document; put every partner under one partners: list")
-	} else if !errors.Is(err, io.EOF) {
-		fp.yamlError(err)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
 	}
 	m, ok := fp.mapping(root, "", registryKeys)
 	if !ok {
