@@ -165,7 +165,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Catalog: g.catalog, Hub: g.hub, Cluster: g.cluster, Metrics: g.metrics, Log: cfg.Logger,
 		Stream: cfg.Stream.config(), Streams: g.streams,
 		Authorize: g.access.authorize, Changed: g.access.changed, JWKS: jwks,
-		Checks: g.checks,
+		Checks:        g.checks,
+		Subscriptions: &subscriptions{store: g.store, partners: g.partners},
 	})
 	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))

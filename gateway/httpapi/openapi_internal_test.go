@@ -204,6 +204,7 @@ func TestOpenAPISecurity(t *testing.T) {
 		"catalog": {auth.ProblemTokenUnknownPartner},
 		"view":    {ProblemNoGrant, auth.ProblemTokenUnknownPartner},
 		"read":    {ProblemNoGrant, ProblemDenied, ProblemPolicyError, auth.ProblemTokenUnknownPartner},
+		"admin":   {ProblemForbiddenAdmin, auth.ProblemTokenUnknownPartner},
 	}
 	kind := map[string]string{
 		"/v1/products":              "catalog",
@@ -212,6 +213,12 @@ func TestOpenAPISecurity(t *testing.T) {
 		"/v1/products/{id}/schema":  "read",
 		"/v1/products/{id}/records": "read",
 		"/v1/products/{id}/stream":  "read",
+		// Subscriptions: the partner side needs an identity, the actions
+		// the admin role.
+		"/v1/plans":                       "catalog",
+		"/v1/subscriptions":               "catalog",
+		"/v1/subscriptions/{id}":          "catalog",
+		"/v1/subscriptions/{id}/{action}": "admin",
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
@@ -257,7 +264,7 @@ func TestOpenAPISecurity(t *testing.T) {
 			if got := oaNarrowedTypes(r403); !slices.Equal(got, wantForbidden) {
 				t.Errorf("%s: 403 types %v, want %v", where, got, wantForbidden)
 			}
-			if k != "catalog" && !slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+			if (k == "view" || k == "read") && !slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
 				return p.Value != nil && p.Value.Name == "purpose" && p.Value.In == openapi3.ParameterInQuery
 			}) {
 				t.Errorf("%s: no purpose query parameter", where)

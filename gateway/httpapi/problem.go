@@ -38,6 +38,12 @@ const (
 	ProblemKeyInvalid     = "urn:sluice:problem:key-invalid"
 	ProblemKeyExpired     = "urn:sluice:problem:key-expired"
 	ProblemKeyRevoked     = "urn:sluice:problem:key-revoked"
+
+	ProblemInvalidRequest      = "urn:sluice:problem:invalid-request"
+	ProblemUnknownSubscription = "urn:sluice:problem:unknown-subscription"
+	ProblemConflict            = "urn:sluice:problem:conflict"
+	ProblemIllegalTransition   = "urn:sluice:problem:illegal-transition"
+	ProblemForbiddenAdmin      = "urn:sluice:problem:forbidden-admin"
 )
 
 var titles = map[string]string{
@@ -58,6 +64,12 @@ var titles = map[string]string{
 	ProblemKeyInvalid:     "API key not valid",
 	ProblemKeyExpired:     "API key expired",
 	ProblemKeyRevoked:     "API key revoked",
+
+	ProblemInvalidRequest:      "Invalid request body",
+	ProblemUnknownSubscription: "Unknown subscription",
+	ProblemConflict:            "Conflicts with an existing subscription",
+	ProblemIllegalTransition:   "Action not allowed in the subscription's state",
+	ProblemForbiddenAdmin:      "Admin role required",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {

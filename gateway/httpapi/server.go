@@ -68,6 +68,8 @@ type Config struct {
 	// JWKS, when set, is published at /.well-known/jwks.json (the embedded
 	// mode's development key).
 	JWKS []byte
+	// Subscriptions serves plans and subscriptions; nil answers 404.
+	Subscriptions SubscriptionService
 	// Checks are further readiness checks (policy, consent); nil is healthy.
 	Checks func() map[string]error
 }
@@ -118,6 +120,11 @@ func New(cfg Config) *Server {
 			r.Get("/records", s.records)
 			r.Get("/stream", s.stream)
 		})
+		r.Get("/plans", s.listPlans)
+		r.Get("/subscriptions", s.listSubscriptions)
+		r.Post("/subscriptions", s.createSubscription)
+		r.Get("/subscriptions/{id}", s.getSubscription)
+		r.Post("/subscriptions/{id}/{action}", s.transitionSubscription)
 	})
 	s.router = r
 	return s
