@@ -15,6 +15,11 @@ type Problem struct {
 	// Extensions.
 	EarliestCursor string `json:"earliest_cursor,omitempty"`
 	Example        string `json:"example,omitempty"`
+	// Limit names the plan limit a 429 or 403 quota problem hit, e.g.
+	// "records_per_second", "concurrent_streams", "monthly_record_quota".
+	Limit string `json:"limit,omitempty"`
+	// Resets is when an exhausted monthly quota resets (RFC 3339).
+	Resets string `json:"resets,omitempty"`
 	// Challenge, when set, is sent as WWW-Authenticate (RFC 6750).
 	Challenge string `json:"-"`
 }
@@ -44,6 +49,10 @@ const (
 	ProblemConflict            = "urn:sluice:problem:conflict"
 	ProblemIllegalTransition   = "urn:sluice:problem:illegal-transition"
 	ProblemForbiddenAdmin      = "urn:sluice:problem:forbidden-admin"
+
+	ProblemRateLimited    = "urn:sluice:problem:rate-limited"
+	ProblemStreamLimit    = "urn:sluice:problem:stream-limit"
+	ProblemQuotaExhausted = "urn:sluice:problem:quota-exhausted"
 )
 
 var titles = map[string]string{
@@ -70,6 +79,10 @@ var titles = map[string]string{
 	ProblemConflict:            "Conflicts with an existing subscription",
 	ProblemIllegalTransition:   "Action not allowed in the subscription's state",
 	ProblemForbiddenAdmin:      "Admin role required",
+
+	ProblemRateLimited:    "Rate limit of the plan reached",
+	ProblemStreamLimit:    "Concurrent stream limit of the plan reached",
+	ProblemQuotaExhausted: "Monthly record quota of the plan exhausted",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {
