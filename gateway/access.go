@@ -41,6 +41,8 @@ type access struct {
 	keys  map[string][]byte
 	log   *slog.Logger
 	store store.Store // active subscriptions are the grants; API keys
+	// limits enforces the subscriptions' plans; nil: unlimited.
+	limits *limiter
 }
 
 type planKey struct{ partner, product, purpose, revision string }
@@ -255,10 +257,10 @@ func (a *access) compileFrom(partner *products.Partner, p *products.Product, pur
 // grant picks the partner's active subscription of a product: the one for
 // purpose, or, without a purpose, the oldest. ok is false without one;
 // states then names the states of the partner's other subscriptions of it.
-func (a *access) grant(ctx context.Context, partner, product, purpose string) (g products.Grant, states []string, err error) {
+func (a *access) grant(ctx context.Context, partner, product, purpose string) (sub store.Subscription, states []string, err error) {
 	subs, err := a.store.Subscriptions(ctx, store.Filter{PartnerID: partner, Product: product})
 	if err != nil {
-		return g, nil, err
+		return sub, nil, err
 	}
 	for _, s := range subs {
 		if s.State != store.StateActive {
@@ -266,11 +268,11 @@ func (a *access) grant(ctx context.Context, partner, product, purpose string) (g
 			continue
 		}
 		if purpose == "" || s.Purpose == purpose {
-			return products.Grant{Product: product, Purpose: s.Purpose}, nil, nil
+			return s, nil, nil
 		}
 		states = append(states, s.Purpose+": active")
 	}
-	return g, states, nil
+	return sub, states, nil
 }
 
 // identify checks the credential: an API key from the store (slk_...) or a
@@ -325,7 +327,7 @@ func (a *access) authorize(r *http.Request, p *products.Product, purpose string)
 		a.log.Error("store: subscriptions lookup failed", "partner", partner.ID, "product", p.ID, "err", err)
 		return nil, httpapi.NewProblem(httpapi.ProblemInternal, http.StatusServiceUnavailable, "subscriptions could not be read; retry")
 	}
-	if g.Purpose == "" {
+	if g.ID == "" {
 		detail := "partner " + partner.ID + " has no active subscription of product " + p.ID
 		if purpose != "" {
 			detail += " for purpose " + purpose
@@ -337,6 +339,18 @@ func (a *access) authorize(r *http.Request, p *products.Product, purpose string)
 		return nil, httpapi.NewProblem(httpapi.ProblemNoGrant, http.StatusForbidden, detail)
 	}
 	acc.Purpose = g.Purpose
+	if a.limits != nil {
+		plan, err := a.limits.plan(r.Context(), g.PlanID)
+		var q httpapi.Quota
+		if err == nil {
+			q, err = a.limits.quota(r.Context(), partner.ID, p.ID, g.Purpose, plan)
+		}
+		if err != nil {
+			a.log.Error("store: plan or usage lookup failed", "partner", partner.ID, "product", p.ID, "plan", g.PlanID, "err", err)
+			return nil, httpapi.NewProblem(httpapi.ProblemInternal, http.StatusServiceUnavailable, "the subscription's plan could not be read; retry")
+		}
+		acc.Quota = q
+	}
 	pl := a.plan(r.Context(), partner, p, g.Purpose)
 	acc.Revision = pl.decision.Revision
 	acc.Explain = explain(pl)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -71,6 +72,10 @@ type Config struct {
 	// postgres:// DSN (several replicas) or sqlite:PATH. Default
 	// sqlite:<data-dir>/sluice.db.
 	Store string `yaml:"store"`
+	// Replica names this process among replicas sharing a PostgreSQL
+	// store (quota shares are per replica). Default: host name, process
+	// id and a random suffix, so it is unique per start.
+	Replica string `yaml:"replica"`
 	// SeedDemo upserts the demo partners and an active subscription for each
 	// of their grants into the store. Default: on with the embedded broker.
 	SeedDemo *bool `yaml:"seed_demo"`
@@ -208,6 +213,10 @@ func (c *Config) defaults() {
 	if c.Auth.DevKey == nil {
 		d := c.embedded() && c.Auth.JWKSURL == "" && len(c.Auth.StaticKeyFiles) == 0 && !c.Auth.AllowHS256
 		c.Auth.DevKey = &d
+	}
+	if c.Replica == "" {
+		host, _ := os.Hostname()
+		c.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), strings.ToLower(rand.Text()[:6]))
 	}
 	if c.Store == "" {
 		c.Store = "sqlite:" + filepath.Join(c.DataDir, "sluice.db")

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,7 @@ type Gateway struct {
 	consent  *consent.Store
 	access   *access
 	store    store.Store
+	limits   *limiter
 
 	streams       context.Context
 	cancelStreams context.CancelFunc
@@ -155,6 +157,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.access = newAccess(g.verifier, g.partners, g.engine, g.consent, secret, layouts)
 	g.access.log = cfg.Logger
 	g.access.store = g.store
+	g.limits = newLimiter(g.store, cfg.Replica, strings.HasPrefix(cfg.Store, "postgres"), g.metrics, cfg.Logger)
+	g.access.limits = g.limits
 	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_policy_evaluations_total",
 		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",
@@ -167,6 +171,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Authorize: g.access.authorize, Changed: g.access.changed, JWKS: jwks,
 		Checks:        g.checks,
 		Subscriptions: &subscriptions{store: g.store, partners: g.partners},
+		Keys:          &keys{store: g.store, partners: g.partners},
 	})
 	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))
@@ -339,6 +344,7 @@ func (g *Gateway) Catalog() *products.Catalog { return g.catalog }
 //  1. stop accepting HTTP connections;
 //  2. end every SSE stream with a "shutdown" event (clients reconnect
 //     elsewhere with Last-Event-ID) and wait for handlers;
+//     then write the usage still unflushed to the store;
 //  3. stop the generator and flush what it produced;
 //  4. stop the upstream readers;
 //  5. close Kafka clients;
@@ -363,7 +369,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// A subscription or key changed (here or on another replica):
 		// open streams authorize again and end if access is gone.
 		for c := range changes {
-			if c.Kind == store.ChangeSubscription || c.Kind == store.ChangeKey || c.Kind == store.ChangeResync {
+			if c.Kind == store.ChangePlan || c.Kind == store.ChangeResync {
+				g.limits.plansChanged()
+			}
+			if c.Kind == store.ChangeSubscription || c.Kind == store.ChangeKey || c.Kind == store.ChangePlan || c.Kind == store.ChangeResync {
 				g.access.wake()
 			}
 		}
@@ -382,6 +391,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	})
 
+	limCtx, stopLimits := context.WithCancel(context.Background())
+	var limDone sync.WaitGroup
+	limDone.Go(func() { g.limits.run(limCtx) })
+
 	genCtx, stopGen := context.WithCancel(context.Background())
 	var genDone sync.WaitGroup
 	var producer *kgo.Client
@@ -390,6 +403,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		producer, err = g.startGenerator(genCtx, &genDone)
 		if err != nil {
 			stopGen()
+			stopLimits()
+			limDone.Wait()
+			g.limits.close()
 			stopHub()
 			hubDone.Wait()
 			g.closeKafka()
@@ -419,6 +435,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		log.Warn("http shutdown incomplete", "err", e)
 		srv.Close()
 	}
+	// 2b: every delivery is done: meter the last of it into the store.
+	stopLimits()
+	limDone.Wait()
+	g.limits.close()
 	// 3
 	stopGen()
 	genDone.Wait()

@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/gateway/sseclient"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
+	"github.com/sluicehq/sluice/products/store"
 )
 
 // The integration tests (TestIntegration*) run against the embedded broker,
@@ -203,6 +204,9 @@ func (e *env) start() {
 		e.t.Fatalf("gateway.New: %v", err)
 	}
 	e.gw, e.cancel, e.done, e.stopOnce = gw, cancel, make(chan error, 1), new(sync.Once)
+	if e.cfg.SeedDemo != nil && *e.cfg.SeedDemo {
+		roomyPlans(e.t, gw.Store())
+	}
 	e.base = "http://" + gw.HTTPAddr()
 	go func() { e.done <- gw.Run(ctx) }()
 	if e.prod, err = kgo.NewClient(kgo.SeedBrokers(gw.KafkaAddr()), kgo.ProducerLinger(0)); err != nil {
@@ -441,6 +445,19 @@ func checkSame(t testing.TB, got, want []pos) {
 	for part := range g {
 		if _, ok := w[part]; !ok {
 			t.Fatalf("records from unexpected partition %d", part)
+		}
+	}
+}
+
+// roomyPlans lifts the demo plans' limits so that functional tests are not
+// paced by them; quota tests create plans of their own.
+func roomyPlans(t testing.TB, s store.Store) {
+	t.Helper()
+	for _, p := range store.DemoPlans() {
+		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
+		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
+		if err := s.UpsertPlan(context.Background(), p); err != nil {
+			t.Fatalf("roomy plan %s: %v", p.ID, err)
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
+	"github.com/sluicehq/sluice/products/store"
 )
 
 const benchUsage = `usage: sluice bench [flags]
@@ -535,6 +536,17 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 			os.RemoveAll(dir)
 		}
 		return nil, "", nil, err
+	}
+	// The bench measures the gateway, not a plan: its own gateway's demo
+	// plans get limits it cannot reach.
+	for _, p := range store.DemoPlans() {
+		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
+		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
+		if err := g.Store().UpsertPlan(ctx, p); err != nil {
+			cancel()
+			g.Close()
+			return nil, "", nil, fmt.Errorf("bench plans: %w", err)
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Run(gctx) }()

@@ -18,6 +18,9 @@ type Access struct {
 	Expires  time.Time // the credential's expiry; streams end then
 	Revision string    // policy revision of the plan
 	Explain  *Explain  // the effective view, for /view
+	// Quota is the subscription's plan (rate, streams, monthly quota,
+	// metering); nil is unlimited.
+	Quota Quota
 }
 
 // Explain is a caller's effective view of a product.

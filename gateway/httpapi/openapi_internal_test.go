@@ -199,11 +199,13 @@ func TestOpenAPISecurity(t *testing.T) {
 	unauthorized = append(unauthorized, ProblemKeyInvalid, ProblemKeyExpired, ProblemKeyRevoked) // API keys
 	slices.Sort(unauthorized)
 	// What a 403 may say: a catalog endpoint only checks the partner; the
-	// view explains policy denials with a 200; reading gets all four.
+	// view explains policy denials with a 200; reading the schema gets all
+	// four; reading records also the plan's monthly quota.
 	forbidden := map[string][]string{
 		"catalog": {auth.ProblemTokenUnknownPartner},
 		"view":    {ProblemNoGrant, auth.ProblemTokenUnknownPartner},
 		"read":    {ProblemNoGrant, ProblemDenied, ProblemPolicyError, auth.ProblemTokenUnknownPartner},
+		"records": {ProblemNoGrant, ProblemDenied, ProblemPolicyError, ProblemQuotaExhausted, auth.ProblemTokenUnknownPartner},
 		"admin":   {ProblemForbiddenAdmin, auth.ProblemTokenUnknownPartner},
 	}
 	kind := map[string]string{
@@ -211,14 +213,24 @@ func TestOpenAPISecurity(t *testing.T) {
 		"/v1/products/{id}":         "catalog",
 		"/v1/products/{id}/view":    "view",
 		"/v1/products/{id}/schema":  "read",
-		"/v1/products/{id}/records": "read",
-		"/v1/products/{id}/stream":  "read",
+		"/v1/products/{id}/records": "records",
+		"/v1/products/{id}/stream":  "records",
 		// Subscriptions: the partner side needs an identity, the actions
 		// the admin role.
 		"/v1/plans":                       "catalog",
 		"/v1/subscriptions":               "catalog",
 		"/v1/subscriptions/{id}":          "catalog",
 		"/v1/subscriptions/{id}/{action}": "admin",
+		// Listing: another partner's (?partner=) is the admin's.
+		"GET /v1/subscriptions": "admin",
+		// API keys: a partner's own need an identity; another partner's,
+		// the partners and other partners' usage the admin role.
+		"/v1/keys":                     "catalog",
+		"/v1/keys/{id}":                "catalog",
+		"/v1/usage":                    "admin",
+		"/v1/partners":                 "admin",
+		"/v1/partners/{id}/keys":       "admin",
+		"/v1/partners/{id}/keys/{key}": "admin",
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
@@ -255,7 +267,10 @@ func TestOpenAPISecurity(t *testing.T) {
 					t.Errorf("%s: 401 without a required WWW-Authenticate header", where)
 				}
 			}
-			k, ok := kind[path]
+			k, ok := kind[method+" "+path]
+			if !ok {
+				k, ok = kind[path]
+			}
 			if !ok {
 				t.Errorf("%s: secured, but this test does not know what its 403 may say", where)
 				continue
@@ -264,7 +279,7 @@ func TestOpenAPISecurity(t *testing.T) {
 			if got := oaNarrowedTypes(r403); !slices.Equal(got, wantForbidden) {
 				t.Errorf("%s: 403 types %v, want %v", where, got, wantForbidden)
 			}
-			if (k == "view" || k == "read") && !slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
+			if (k == "view" || k == "read" || k == "records") && !slices.ContainsFunc(op.Parameters, func(p *openapi3.ParameterRef) bool {
 				return p.Value != nil && p.Value.Name == "purpose" && p.Value.In == openapi3.ParameterInQuery
 			}) {
 				t.Errorf("%s: no purpose query parameter", where)

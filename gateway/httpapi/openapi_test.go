@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,7 @@ import (
 	"github.com/sluicehq/sluice/gateway/internal/cursor"
 	"github.com/sluicehq/sluice/gateway/sseclient"
 	"github.com/sluicehq/sluice/policy"
+	"github.com/sluicehq/sluice/products/store"
 )
 
 func init() {
@@ -798,6 +800,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{name: "stream unknown param", path: "/v1/products/cdr/stream?colour=red", status: 400, problem: invalidQuery, docRejects: true},
 		{name: "stream cursor and from", path: "/v1/products/cdr/stream?from=latest&cursor=" + first.NextCursor, status: 400, problem: invalidQuery},
 	}
+	cases = append(cases, oaKeyCases(t, g)...)
 	// Every check a bearer token can fail, each its own problem type.
 	for _, b := range oaBadTokens(t, g) {
 		cases = append(cases, oaCase{name: "token " + b.name, path: "/v1/products/cdr/records", hdr: []string{"Authorization", b.authz},
@@ -940,7 +943,102 @@ func TestOpenAPIResponses(t *testing.T) {
 	t.Run("policy reload", func(t *testing.T) { oaPolicyReload(t, g) })
 	t.Run("token expiry", func(t *testing.T) { oaReauthenticate(t, g) })
 	t.Run("cursor expired", func(t *testing.T) { oaExpired(t, g) })
+	t.Run("plan limits", func(t *testing.T) { oaPlanLimits(t, g) })
 	t.Run("shutdown event", func(t *testing.T) { oaShutdown(t, g) })
+}
+
+// oaKeyCases are the requests of the API key, partner and usage endpoints
+// (and the subscription listing's partner filter), as internal-noc unless
+// they say otherwise.
+func oaKeyCases(t *testing.T, g *oaGateway) []oaCase {
+	ctx := context.Background()
+	st := g.gw.Store()
+	newKey := func(partner string) (store.KeyInfo, string) {
+		k, secret, err := st.CreateKey(ctx, partner, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, secret
+	}
+	_, live := newKey("internal-noc")
+	toRevoke, _ := newKey("internal-noc")
+	revoked, revokedSecret := newKey("internal-noc")
+	if err := st.RevokeKey(ctx, "internal-noc", revoked.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	adminRevokes, _ := newKey("internal-noc")
+	err := st.AddUsage(ctx, []store.UsageDelta{
+		{PartnerID: "internal-noc", Product: "cdr", Purpose: "network-analytics", Day: time.Date(2025, 11, 3, 12, 0, 0, 0, time.UTC), Records: 10, Bytes: 1000},
+		{PartnerID: "mvno-a", Product: "cdr", Purpose: "billing", Day: time.Date(2025, 11, 4, 12, 0, 0, 0, time.UTC), Records: 20, Bytes: 2000},
+		{PartnerID: "internal-noc", Product: "network-quality", Purpose: "network-analytics", Day: time.Now(), Records: 5, Bytes: 500},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		forbiddenAdmin = "urn:sluice:problem:forbidden-admin"
+		unknownKey     = "urn:sluice:problem:unknown-key"
+		invalidQuery   = "urn:sluice:problem:invalid-query"
+		nov            = "from=2025-11-01&to=2025-12-01"
+	)
+	admin := g.bearer("admin")
+	rows := func(n int) func(t *testing.T, body []byte, _ *http.Response) {
+		return func(t *testing.T, body []byte, _ *http.Response) {
+			var u struct{ Usage []json.RawMessage }
+			json.Unmarshal(body, &u) //nolint:errcheck // validated before
+			if len(u.Usage) != n {
+				t.Errorf("%d usage rows, want %d: %s", len(u.Usage), n, body)
+			}
+		}
+	}
+	return []oaCase{
+		{name: "keys", path: "/v1/keys", status: 200, ctype: "application/json"},
+		{name: "keys with a key", path: "/v1/keys", hdr: []string{"Authorization", "Bearer " + live}, status: 200, ctype: "application/json"},
+		{name: "keys with a revoked key", path: "/v1/keys", hdr: []string{"Authorization", "Bearer " + revokedSecret}, status: 401, problem: "urn:sluice:problem:key-revoked"},
+		{name: "keys without token", path: "/v1/keys", hdr: oaNoToken, status: 401, problem: "urn:sluice:problem:token-missing", docRejects: true},
+		{name: "keys unknown partner", path: "/v1/keys", hdr: g.bearer("nobody"), status: 403, problem: "urn:sluice:problem:token-unknown-partner"},
+		{name: "keys query", path: "/v1/keys?all=1", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "create key", method: http.MethodPost, path: "/v1/keys", status: 201, ctype: "application/json"},
+		{name: "create key query", method: http.MethodPost, path: "/v1/keys?ttl_days=3", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "revoke key", method: http.MethodDelete, path: "/v1/keys/" + toRevoke.ID, status: 204},
+		{name: "revoke unknown key", method: http.MethodDelete, path: "/v1/keys/abcdefghijklmnop", status: 404, problem: unknownKey},
+		{name: "revoke another partner's key", method: http.MethodDelete, path: "/v1/keys/" + adminRevokes.ID, hdr: g.bearer("mvno-a"), status: 404, problem: unknownKey},
+		{name: "revoke malformed key", method: http.MethodDelete, path: "/v1/keys/nope", status: 404, problem: unknownKey, docRejects: true},
+
+		{name: "usage", path: "/v1/usage", status: 200, ctype: "application/json", check: rows(1)},
+		{name: "usage november", path: "/v1/usage?" + nov + "&product=cdr", status: 200, ctype: "application/json", check: rows(1)},
+		{name: "usage csv", path: "/v1/usage?" + nov, hdr: []string{"Accept", "text/csv"}, status: 200, ctype: "text/csv; charset=utf-8"},
+		{name: "usage admin", path: "/v1/usage?" + nov, hdr: admin, status: 200, ctype: "application/json", check: rows(2)},
+		{name: "usage admin one partner", path: "/v1/usage?" + nov + "&partner=mvno-a", hdr: admin, status: 200, ctype: "application/json", check: rows(1)},
+		{name: "usage admin csv", path: "/v1/usage?" + nov, hdr: append([]string{"Accept", "text/csv"}, admin...), status: 200, ctype: "text/csv; charset=utf-8"},
+		{name: "usage another partner", path: "/v1/usage?partner=mvno-a", status: 403, problem: forbiddenAdmin},
+		{name: "usage bad from", path: "/v1/usage?from=yesterday", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "usage backwards", path: "/v1/usage?from=2025-12-01&to=2025-11-01", status: 400, problem: invalidQuery},
+		{name: "usage unknown param", path: "/v1/usage?month=11", status: 400, problem: invalidQuery, docRejects: true},
+		{name: "usage without token", path: "/v1/usage", hdr: oaNoToken, status: 401, problem: "urn:sluice:problem:token-missing", docRejects: true},
+
+		{name: "partners", path: "/v1/partners", hdr: admin, status: 200, ctype: "application/json"},
+		{name: "partners as partner", path: "/v1/partners", status: 403, problem: forbiddenAdmin},
+		{name: "partners query", path: "/v1/partners?type=mvno", hdr: admin, status: 400, problem: invalidQuery, docRejects: true},
+		{name: "partner keys", path: "/v1/partners/internal-noc/keys", hdr: admin, status: 200, ctype: "application/json"},
+		{name: "partner keys as partner", path: "/v1/partners/internal-noc/keys", status: 403, problem: forbiddenAdmin},
+		{name: "partner keys unknown partner", path: "/v1/partners/nobody/keys", hdr: admin, status: 404, problem: "urn:sluice:problem:unknown-partner"},
+		{name: "partner keys malformed partner", path: "/v1/partners/No_Body/keys", hdr: admin, status: 404, problem: "urn:sluice:problem:unknown-partner", docRejects: true},
+		{name: "create partner key", method: http.MethodPost, path: "/v1/partners/mvno-b/keys", hdr: admin, status: 201, ctype: "application/json"},
+		{name: "create partner key as partner", method: http.MethodPost, path: "/v1/partners/mvno-b/keys", status: 403, problem: forbiddenAdmin},
+		{name: "create partner key unknown partner", method: http.MethodPost, path: "/v1/partners/nobody/keys", hdr: admin, status: 404, problem: "urn:sluice:problem:unknown-partner"},
+		{name: "revoke partner key as partner", method: http.MethodDelete, path: "/v1/partners/internal-noc/keys/" + adminRevokes.ID, status: 403, problem: forbiddenAdmin},
+		{name: "revoke partner key", method: http.MethodDelete, path: "/v1/partners/internal-noc/keys/" + adminRevokes.ID, hdr: admin, status: 204},
+		{name: "revoke partner key of another", method: http.MethodDelete, path: "/v1/partners/mvno-a/keys/" + live[len("slk_"):len("slk_")+16], hdr: admin, status: 404, problem: unknownKey},
+		{name: "revoke partner key malformed", method: http.MethodDelete, path: "/v1/partners/internal-noc/keys/nope", hdr: admin, status: 404, problem: unknownKey, docRejects: true},
+
+		{name: "subscriptions", path: "/v1/subscriptions", status: 200, ctype: "application/json"},
+		{name: "subscriptions own partner", path: "/v1/subscriptions?partner=internal-noc", status: 200, ctype: "application/json"},
+		{name: "subscriptions admin", path: "/v1/subscriptions", hdr: admin, status: 200, ctype: "application/json"},
+		{name: "subscriptions admin one partner", path: "/v1/subscriptions?partner=mvno-b", hdr: admin, status: 200, ctype: "application/json"},
+		{name: "subscriptions another partner", path: "/v1/subscriptions?partner=mvno-b", status: 403, problem: forbiddenAdmin},
+		{name: "subscriptions malformed partner", path: "/v1/subscriptions?partner=MVNO", hdr: admin, status: 400, problem: invalidQuery, docRejects: true},
+	}
 }
 
 // oaOpenStream opens an SSE stream as the path's default partner (unless
@@ -1276,4 +1374,90 @@ func oaShutdown(t *testing.T, g *oaGateway) {
 		t.Errorf("stream goes on after the shutdown event: %v", err)
 	}
 	<-stopped
+}
+
+// oaPlanLimits: the answers of the plan limits, validated like the cases.
+// internal-noc's device-telemetry subscription moves to a plan of one byte
+// per second and one stream: its first record drives the bucket into debt
+// for minutes, so the 429s that follow are certain. mvno-a's fraud-alerts
+// subscription moves to a plan of one record a month, already used.
+func oaPlanLimits(t *testing.T, g *oaGateway) {
+	ctx := context.Background()
+	st := g.gw.Store()
+	tiny := store.Plan{ID: "oa-tiny", Name: "Tiny", RecordsPerSecond: 1, BytesPerSecond: 1, ConcurrentStreams: 1,
+		MonthlyRecordQuota: 1_000_000, Formats: []string{store.FormatJSON, store.FormatSSE}}
+	spent := tiny
+	spent.ID, spent.BytesPerSecond, spent.MonthlyRecordQuota = "oa-spent", 1_000_000, 1
+	for _, p := range []store.Plan{tiny, spent} {
+		if err := st.UpsertPlan(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move := func(partner, product, plan string) {
+		subs, err := st.Subscriptions(ctx, store.Filter{PartnerID: partner, Product: product, State: store.StateActive})
+		if err != nil || len(subs) != 1 {
+			t.Fatalf("subscriptions of %s/%s: %v %v", partner, product, subs, err)
+		}
+		if _, err := st.Transition(ctx, subs[0].ID, store.ActionRevoke, "admin", "plan change"); err != nil {
+			t.Fatal(err)
+		}
+		sub, err := st.CreateSubscription(ctx, partner, product, subs[0].Purpose, plan, partner)
+		if err == nil {
+			_, err = st.Transition(ctx, sub.ID, store.ActionApprove, "admin", "plan change")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	move("internal-noc", "device-telemetry", "oa-tiny")
+	move("mvno-a", "fraud-alerts", "oa-spent")
+	if err := st.AddUsage(ctx, []store.UsageDelta{{PartnerID: "mvno-a", Product: "fraud-alerts", Purpose: "fraud-prevention", Day: time.Now(), Records: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	rateHeaders := func(t *testing.T, _ []byte, resp *http.Response) {
+		if resp.Header.Get("RateLimit") == "" || resp.Header.Get("RateLimit-Policy") == "" {
+			t.Errorf("no RateLimit fields: %v", resp.Header)
+		}
+	}
+	// The first page with a record takes the bucket (and more) at once.
+	first := 0
+	for deadline := time.Now().Add(10 * time.Second); first == 0; {
+		_, resp, body := g.get(http.MethodGet, "/v1/products/device-telemetry/records?from=earliest&limit=5")
+		var pg oaPage
+		if resp.StatusCode == 200 && json.Unmarshal(body, &pg) == nil {
+			first = len(pg.Records)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no device-telemetry record within 10 s: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if first != 1 {
+		t.Fatalf("the first page under a one-byte bucket had %d records, want 1 (served into debt)", first)
+	}
+	ctxS, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctxS, http.MethodGet, g.base+"/v1/products/device-telemetry/stream?from=latest", nil)
+	req.Header.Set("Authorization", "Bearer "+g.token("internal-noc"))
+	held, err := http.DefaultClient.Do(req)
+	if err != nil || held.StatusCode != 200 {
+		t.Fatalf("holding a stream: %v %v", err, held)
+	}
+	defer held.Body.Close()
+	mvnoA := g.bearer("mvno-a")
+	for _, c := range []oaCase{
+		{name: "records rate-limited", path: "/v1/products/device-telemetry/records?from=earliest", status: 429, problem: "urn:sluice:problem:rate-limited",
+			check: func(t *testing.T, body []byte, resp *http.Response) {
+				rateHeaders(t, body, resp)
+				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra < 60 {
+					t.Errorf("Retry-After %q, want the minutes the byte debt takes", resp.Header.Get("Retry-After"))
+				}
+			}},
+		{name: "stream over the limit", path: "/v1/products/device-telemetry/stream?from=latest", status: 429, problem: "urn:sluice:problem:stream-limit"},
+		{name: "records quota exhausted", path: "/v1/products/fraud-alerts/records", hdr: mvnoA, status: 403, problem: "urn:sluice:problem:quota-exhausted"},
+		{name: "stream quota exhausted", path: "/v1/products/fraud-alerts/stream", hdr: mvnoA, status: 403, problem: "urn:sluice:problem:quota-exhausted"},
+		{name: "page with rate fields", path: "/v1/products/network-quality/records?from=earliest&limit=1", status: 200, ctype: "application/json", check: rateHeaders},
+	} {
+		t.Run(c.name, func(t *testing.T) { g.run(t, c) })
+	}
 }

@@ -53,6 +53,9 @@ const (
 	ProblemRateLimited    = "urn:sluice:problem:rate-limited"
 	ProblemStreamLimit    = "urn:sluice:problem:stream-limit"
 	ProblemQuotaExhausted = "urn:sluice:problem:quota-exhausted"
+
+	ProblemUnknownKey     = "urn:sluice:problem:unknown-key"
+	ProblemUnknownPartner = "urn:sluice:problem:unknown-partner"
 )
 
 var titles = map[string]string{
@@ -83,6 +86,9 @@ var titles = map[string]string{
 	ProblemRateLimited:    "Rate limit of the plan reached",
 	ProblemStreamLimit:    "Concurrent stream limit of the plan reached",
 	ProblemQuotaExhausted: "Monthly record quota of the plan exhausted",
+
+	ProblemUnknownKey:     "Unknown API key",
+	ProblemUnknownPartner: "Unknown partner",
 }
 
 func newProblem(typ string, status int, detail string) *Problem {

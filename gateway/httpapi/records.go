@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -109,6 +110,12 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := acc.View
+	// The plan: a page carries at most the records and bytes the rate
+	// bucket holds (and the monthly quota leaves); none: 429.
+	budget, budgetBytes, ok := restBudget(w, r, acc.Quota, limit)
+	if !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	pos, err := hp.Resolve(ctx, start)
@@ -118,35 +125,57 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	}
 	rd := hp.Reader(v, pos)
 	defer rd.Close()
-	evs, err := rd.Next(ctx, limit, 0)
+	evs, err := rd.Next(ctx, budget, 0)
 	if err != nil {
 		writeProblem(w, r, positionProblem(p, err))
 		return
 	}
-	next := cursor.Encode(cursor.Tag(p.ID), rd.Positions())
-	n, size := 0, 0
+	kept, size, cutPos, all := cut(evs, pos, len(rd.Positions()), budget, budgetBytes)
+	if all {
+		cutPos = rd.Positions()
+	}
+	if q := acc.Quota; q != nil {
+		b := q.Bucket()
+		if kept == 0 && !all {
+			// The first record alone is larger than the bytes left: it is
+			// served when the bucket is full (a record larger than the
+			// whole bucket then drives it into debt), else refused.
+			first := len(firstData(evs))
+			ok, retry := b.Take(1, first)
+			if !ok {
+				rateLimited(w, r, acc.Quota, retry, "bytes_per_second")
+				return
+			}
+			kept, size, cutPos, _ = cut(evs, pos, len(rd.Positions()), 1, math.Inf(1))
+		} else if ok, retry := b.Take(kept, size); !ok {
+			// Another request of the partner took the tokens meanwhile.
+			rateLimited(w, r, acc.Quota, retry, "records_per_second")
+			return
+		}
+		b.Headers(w.Header())
+	}
+	next := nextCursor(p.ID, cutPos)
+	n := 0
 	ndjson := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
 	buf := make([]byte, 0, 64<<10)
 	if ndjson {
 		for _, e := range evs {
-			if e.Data != nil {
+			if e.Data != nil && n < kept {
 				buf = append(buf, e.Data...)
 				buf = append(buf, '\n')
 				n++
-				size += len(e.Data)
 			}
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
 	} else {
 		buf = append(buf, `{"records":[`...)
 		for _, e := range evs {
-			if e.Data != nil {
+			if e.Data != nil && n < kept {
 				if n > 0 {
 					buf = append(buf, ',')
 				}
 				buf = append(buf, e.Data...)
 				n++
-				size += len(e.Data)
 			}
 		}
 		buf = append(buf, `],"next_cursor":"`...)
@@ -156,7 +185,19 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Sluice-Next-Cursor", next)
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(buf)
+	if _, err := w.Write(buf); err == nil && acc.Quota != nil {
+		acc.Quota.Delivered(n, size)
+	}
 	s.cfg.Metrics.Delivered.WithLabelValues(p.ID, "rest").Add(float64(n))
 	s.cfg.Metrics.DeliveredBytes.WithLabelValues(p.ID, "rest").Add(float64(size))
+}
+
+// firstData is the first record of evs the view kept.
+func firstData(evs []hub.Event) []byte {
+	for _, e := range evs {
+		if e.Data != nil {
+			return e.Data
+		}
+	}
+	return nil
 }

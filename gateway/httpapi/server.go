@@ -70,6 +70,8 @@ type Config struct {
 	JWKS []byte
 	// Subscriptions serves plans and subscriptions; nil answers 404.
 	Subscriptions SubscriptionService
+	// Keys serves API keys, partners and usage; nil answers 404.
+	Keys KeyService
 	// Checks are further readiness checks (policy, consent); nil is healthy.
 	Checks func() map[string]error
 }
@@ -125,6 +127,14 @@ func New(cfg Config) *Server {
 		r.Post("/subscriptions", s.createSubscription)
 		r.Get("/subscriptions/{id}", s.getSubscription)
 		r.Post("/subscriptions/{id}/{action}", s.transitionSubscription)
+		r.Get("/keys", s.listKeys)
+		r.Post("/keys", s.createKey)
+		r.Delete("/keys/{id}", s.revokeKey)
+		r.Get("/usage", s.usage)
+		r.Get("/partners", s.listPartners)
+		r.Get("/partners/{id}/keys", s.listPartnerKeys)
+		r.Post("/partners/{id}/keys", s.createPartnerKey)
+		r.Delete("/partners/{id}/keys/{key}", s.revokePartnerKey)
 	})
 	s.router = r
 	return s

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,6 +52,23 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	if pr != nil {
 		writeProblem(w, r, pr)
 		return
+	}
+	if q := acc.Quota; q != nil {
+		if left, resets := q.Remaining(); left <= 0 {
+			q.Refused("monthly_record_quota")
+			writeProblem(w, r, quotaExhausted(resets))
+			return
+		}
+		release, limit, ok := q.OpenStream()
+		if !ok {
+			q.Refused("concurrent_streams")
+			pr := newProblem(ProblemStreamLimit, http.StatusTooManyRequests,
+				"the plan allows "+strconv.Itoa(limit)+" concurrent streams of this product and they are all open; close one first")
+			pr.Limit = "concurrent_streams"
+			writeProblem(w, r, pr)
+			return
+		}
+		defer release()
 	}
 	changed := s.changed()
 	if s.cfg.Streams.Err() != nil {
@@ -164,7 +182,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		if !acc.Expires.IsZero() {
 			wait = min(wait, time.Until(acc.Expires))
 		}
-		evs, err := sub.Next(ctx, cfg.MaxBatch, max(wait, time.Millisecond))
+		batch := cfg.MaxBatch
+		if acc.Quota != nil {
+			batch = acc.Quota.BatchHint(batch)
+		}
+		evs, err := sub.Next(ctx, batch, max(wait, time.Millisecond))
 		if err != nil {
 			if context.Cause(ctx) == errShutdown || errors.Is(err, hub.ErrClosed) {
 				buf = append(buf[:0], "event: shutdown\nretry: 1000\ndata: {\"reason\":\"server shutting down\",\"reconnect\":true}\n\n"...)
@@ -195,8 +217,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			sent = append(sent, at)
 		}
 		n, size := 0, 0
+		// The monthly quota: a batch is cut at what is left; the stream
+		// then ends (the client's last id is after the last record sent).
+		allow, exhausted := int64(math.MaxInt64), false
+		if acc.Quota != nil {
+			allow, _ = acc.Quota.Remaining()
+		}
 		for i := range evs {
 			e := &evs[i]
+			if e.Data != nil && int64(n) >= allow {
+				exhausted = true
+				break
+			}
 			cur[e.Partition] = e.Offset + 1
 			if e.Data == nil {
 				continue
@@ -208,6 +240,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, "\n\n"...)
 			n++
 			size += len(e.Data)
+		}
+		if n > 0 && acc.Quota != nil {
+			// The plan's rate: the batch waits its turn (never dropped).
+			if err := pace(ctx, acc.Quota, n, size); err != nil {
+				// The client left or the server is stopping: the batch is
+				// not sent (the client's last id stays before it) and the
+				// next read says which.
+				buf = buf[:0]
+				continue
+			}
 		}
 		now := time.Now()
 		switch {
@@ -233,7 +275,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			if n > 0 {
 				delivered.Add(float64(n))
 				deliveredBytes.Add(float64(size))
+				if q := acc.Quota; q != nil {
+					q.Delivered(n, size)
+				}
 			}
+		}
+		if q := acc.Quota; q != nil && exhausted {
+			_, resets := q.Remaining()
+			q.Refused("monthly_record_quota")
+			body, _ := json.Marshal(quotaExhausted(resets))
+			final("error", body)
+			return
 		}
 	}
 }

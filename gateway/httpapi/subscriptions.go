@@ -75,7 +75,8 @@ type SubscriptionService interface {
 	// Create requests product for purpose under plan ("" for the default
 	// plan) on behalf of partner.
 	Create(ctx context.Context, partner, product, purpose, plan string) (Subscription, error)
-	// List returns the partner's subscriptions, oldest first.
+	// List returns the partner's subscriptions ("": every partner's),
+	// oldest first.
 	List(ctx context.Context, partner string) ([]Subscription, error)
 	// Get returns one subscription; ErrNotFound if there is none.
 	Get(ctx context.Context, id string) (Subscription, error)
@@ -93,10 +94,10 @@ var SubscriptionActions = []string{"approve", "reject", "suspend", "resume", "re
 const maxBody = 64 << 10
 
 // subscriptions answers with the service, or a 404 when the gateway runs
-// without one.
-func (s *Server) subscriptions(w http.ResponseWriter, r *http.Request) (SubscriptionService, *Access, bool) {
+// without one. params are the query parameters the endpoint takes.
+func (s *Server) subscriptions(w http.ResponseWriter, r *http.Request, params ...string) (SubscriptionService, *Access, bool) {
 	acc, ok := s.authorize(w, r, nil)
-	if !ok || !onlyParams(w, r) {
+	if !ok || !onlyParams(w, r, params...) {
 		return nil, nil, false
 	}
 	if s.cfg.Subscriptions == nil {
@@ -191,11 +192,28 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) {
-	svc, acc, ok := s.subscriptions(w, r)
+	svc, acc, ok := s.subscriptions(w, r, "partner")
 	if !ok {
 		return
 	}
-	subs, err := svc.List(r.Context(), acc.Partner)
+	// The admin sees every partner's subscriptions (?partner= narrows
+	// them to one); a partner only its own.
+	q := r.URL.Query()
+	partner := q.Get("partner")
+	switch {
+	case q.Has("partner") && !idPattern.MatchString(partner):
+		writeProblem(w, r, newProblem(ProblemInvalidQuery, http.StatusBadRequest, "partner "+quote(partner)+" is not a partner id"))
+		return
+	case svc.Admin(acc.Partner):
+		// Every partner's ("") or the one named.
+	case partner == "" || partner == acc.Partner:
+		partner = acc.Partner
+	default:
+		writeProblem(w, r, newProblem(ProblemForbiddenAdmin, http.StatusForbidden,
+			"partner "+acc.Partner+" may only list its own subscriptions; leave out partner= (only the data owner's admin identity may name another)"))
+		return
+	}
+	subs, err := svc.List(r.Context(), partner)
 	if err != nil {
 		writeProblem(w, r, s.serviceProblem(r, err))
 		return

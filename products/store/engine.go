@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -943,4 +944,58 @@ func mustExist(ctx context.Context, q querier, what, stmt string, args ...any) e
 		return fmt.Errorf("%w: %s %q", ErrNotFound, what, args[0])
 	}
 	return err
+}
+
+// ------------------------------------------------------------- quota shares
+
+func (e *engine) ShareQuota(ctx context.Context, replica string, mine []QuotaShare, fresh time.Duration) ([]QuotaShare, error) {
+	if err := checkText("replica", replica, true, 200); err != nil {
+		return nil, err
+	}
+	if fresh <= 0 {
+		return nil, invalid("fresh %v must be > 0", fresh)
+	}
+	for i, s := range mine {
+		if err := checkID(fmt.Sprintf("share[%d] partner id", i), s.PartnerID); err != nil {
+			return nil, err
+		}
+		if err := checkID(fmt.Sprintf("share[%d] product id", i), s.Product); err != nil {
+			return nil, err
+		}
+		if !(s.Demand >= 0) || s.Streams < 0 || math.IsInf(s.Demand, 0) {
+			return nil, invalid("share[%d] demand %v and streams %d must be finite and >= 0", i, s.Demand, s.Streams)
+		}
+	}
+	now := e.clock()
+	var out []QuotaShare
+	err := e.inTx(ctx, func(t *txn) error {
+		// Expired rows of any replica (one that crashed) go; this replica's
+		// rows are rewritten whole.
+		if _, err := t.exec(ctx, `DELETE FROM quota_shares WHERE replica = $1 OR updated_at < $2`,
+			replica, e.b.ts(now.Add(-10*fresh))); err != nil {
+			return err
+		}
+		for _, s := range mine {
+			if _, err := t.exec(ctx, `INSERT INTO quota_shares (replica, partner_id, product, demand, streams, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (replica, partner_id, product) DO UPDATE
+				SET demand = excluded.demand, streams = excluded.streams, updated_at = excluded.updated_at`,
+				replica, s.PartnerID, s.Product, s.Demand, s.Streams, e.b.ts(now)); err != nil {
+				return err
+			}
+		}
+		var err error
+		out, err = collect(ctx, t, func(r row) (QuotaShare, error) {
+			var s QuotaShare
+			err := r.Scan(&s.Replica, &s.PartnerID, &s.Product, &s.Demand, &s.Streams, timeScan{&s.UpdatedAt})
+			return s, err
+		}, `SELECT replica, partner_id, product, demand, streams, updated_at FROM quota_shares
+			WHERE updated_at >= $1`, e.b.ts(now.Add(-fresh)))
+		return err
+	})
+	slices.SortFunc(out, func(a, b QuotaShare) int {
+		return cmp.Or(strings.Compare(a.PartnerID, b.PartnerID), strings.Compare(a.Product, b.Product),
+			strings.Compare(a.Replica, b.Replica))
+	})
+	return out, dbErr("share quota", err)
 }

@@ -84,6 +84,14 @@ type Store interface {
 	// day, partner, product and purpose.
 	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 
+	// ShareQuota replaces this replica's quota shares (its recent demand and
+	// open streams per partner and product; rows of pairs not in mine are
+	// removed) and returns every replica's shares written within fresh of
+	// now, this replica's included, sorted by partner, product and replica.
+	// Replicas call it a few times a second to split plan limits between
+	// them; shares older than fresh are ignored and eventually deleted.
+	ShareQuota(ctx context.Context, replica string, mine []QuotaShare, fresh time.Duration) ([]QuotaShare, error)
+
 	// Changes returns a feed of partner, key, plan and subscription changes
 	// made through any Store on the same database (every replica, for
 	// PostgreSQL; every Store of this process, for SQLite). Only changes
@@ -238,6 +246,17 @@ type UsageFilter struct {
 	From, To  time.Time
 	PartnerID string
 	Product   string
+}
+
+// QuotaShare is one replica's recent use of one partner's product, which
+// replicas weigh to split the plan's rate and stream limit between them.
+type QuotaShare struct {
+	Replica   string // non-empty, at most 200 characters
+	PartnerID string
+	Product   string
+	Demand    float64   // records per second the replica's clients asked for, recently (>= 0)
+	Streams   int       // streams the replica has open (>= 0)
+	UpdatedAt time.Time // set by the store
 }
 
 // ChangeKind says what changed.

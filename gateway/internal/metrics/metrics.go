@@ -21,6 +21,15 @@ type Metrics struct {
 	DecodeErrors    *prometheus.CounterVec // product, reason
 	DirectReads     *prometheus.CounterVec // product, reason
 	Views           *prometheus.GaugeVec   // product
+
+	// Usage by subscription, labelled with ids from the store (the
+	// authenticated partner, the catalog product, the subscription's
+	// purpose), never from request input.
+	UsageRecords *prometheus.CounterVec // partner, product, purpose
+	UsageBytes   *prometheus.CounterVec // partner, product, purpose
+	Throttled    *prometheus.CounterVec // partner, product, limit
+	QuotaShare   *prometheus.GaugeVec   // partner, product: this replica's share of the plan's rate
+	UsageFlushes *prometheus.CounterVec // result: ok, failed
 }
 
 // New creates and registers the metrics, plus Go and process collectors.
@@ -55,9 +64,25 @@ func New() *Metrics {
 		Views: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_views", Help: "Distinct compiled views being encoded by the shared reader.",
 		}, []string{"product"}),
+		UsageRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_usage_records_total", Help: "Records delivered, metered per partner, product and purpose (billing).",
+		}, []string{"partner", "product", "purpose"}),
+		UsageBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_usage_bytes_total", Help: "Encoded bytes delivered, metered per partner, product and purpose (billing).",
+		}, []string{"partner", "product", "purpose"}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_quota_refusals_total", Help: "Requests refused by a plan limit (429 or 403).",
+		}, []string{"partner", "product", "limit"}),
+		QuotaShare: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_quota_share", Help: "This replica's share of a partner's plan rate on a product (1 when alone).",
+		}, []string{"partner", "product"}),
+		UsageFlushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_usage_flushes_total", Help: "Usage batches written to the store, by result.",
+		}, []string{"result"}),
 	}
 	r.MustRegister(m.Delivered, m.DeliveredBytes, m.ActiveStreams, m.UpstreamReaders, m.UpstreamRecords,
 		m.UpstreamLag, m.DecodeErrors, m.DirectReads, m.Views,
+		m.UsageRecords, m.UsageBytes, m.Throttled, m.QuotaShare, m.UsageFlushes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
