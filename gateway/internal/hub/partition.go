@@ -1,0 +1,199 @@
+package hub
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/gateway/view"
+)
+
+// PartitionReader reads one view of a product one partition at a time, at
+// offsets the caller chooses on every call: the access pattern of a Kafka
+// consumer (the Kafka wire front door's Fetch), where the client, not the
+// gateway, keeps the positions.
+//
+// It holds the view's shared ring for its whole life (like Subscribe), so
+// a consumer that keeps up is served from the ring, encoded once for every
+// subscriber of the view; reads before the ring's window go to Kafka
+// through the shared non-blocking fetcher (Sub.readDirect). Read may be
+// called concurrently, for the same or different partitions. Close it
+// when done.
+type PartitionReader struct {
+	p    *Product
+	v    view.View
+	ring *viewRing
+	subs sync.Pool // *Sub scratch for direct reads: decode record, arena
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// PartitionRead is the result of one PartitionReader.Read.
+type PartitionRead struct {
+	// Events are the partition's records from the requested offset on, in
+	// offset order, as the view encoded them. Data is nil for rows the
+	// view left out (filtered, undecodable, or withheld by consent since
+	// they were encoded): they only advance the position. The Data bytes
+	// are shared and must not be modified.
+	Events []Event
+	// Next is the offset to read next: past every returned event, and past
+	// control records and transaction markers that carry no event.
+	Next int64
+	// High is the end of the partition as far as the hub knows (the
+	// product reader's position, or Next if that is further): use it as
+	// the high watermark; it lags the upstream log by at most one fetch.
+	High int64
+}
+
+// PartitionReader opens a reader of view v; it waits for the product's
+// reader to know its start positions.
+func (p *Product) PartitionReader(ctx context.Context, v view.View) (*PartitionReader, error) {
+	r, err := p.acquire(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	return &PartitionReader{p: p, v: v, ring: r}, nil
+}
+
+// Close releases the view's ring. Reads after Close return ErrClosed.
+func (r *PartitionReader) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		r.p.release(r.ring)
+	}
+}
+
+// Read returns up to limit events of partition from offset on. When the
+// offset is at the end of what the hub has read, it waits up to wait
+// (0: do not wait) for new records, and returns no events and Next ==
+// offset if none came. An offset older than the topic's retention or past
+// the end of the log is a *PositionError; a partition the topic does not
+// have returns no events and Next == offset.
+func (r *PartitionReader) Read(ctx context.Context, partition int32, offset int64, limit int, wait time.Duration) (PartitionRead, error) {
+	if limit <= 0 {
+		limit = 1
+	}
+	var deadline <-chan time.Time
+	for {
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			return PartitionRead{}, ErrClosed
+		}
+		notify := r.ring.wait()
+		res, caughtUp, direct := r.fromRing(partition, offset, limit)
+		if direct {
+			return r.readDirect(ctx, partition, offset, limit)
+		}
+		if !caughtUp || wait <= 0 {
+			return res, nil
+		}
+		if deadline == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-deadline:
+			return res, nil
+		case <-notify:
+			r.ring.mu.RLock()
+			closed := r.ring.closed
+			r.ring.mu.RUnlock()
+			if closed {
+				return PartitionRead{}, ErrClosed
+			}
+		}
+	}
+}
+
+// fromRing serves a read from the ring when offset is inside its window.
+// caughtUp: offset is at the ring's end (nothing to return yet); direct:
+// the offset is outside the window, or the ring lacks the partition.
+func (r *PartitionReader) fromRing(partition int32, offset int64, limit int) (res PartitionRead, caughtUp, direct bool) {
+	res.Next = offset
+	r.ring.mu.RLock()
+	defer r.ring.mu.RUnlock()
+	if partition < 0 || int(partition) >= len(r.ring.parts) {
+		return res, false, true
+	}
+	pr := &r.ring.parts[partition]
+	res.High = max(r.p.position(partition), pr.hi)
+	switch {
+	case offset < pr.lo, offset > pr.hi:
+		return res, false, true
+	case offset == pr.hi:
+		return res, true, false
+	}
+	res.Events = pr.from(nil, offset, limit)
+	if len(res.Events) < limit {
+		res.Next = pr.hi // every event up to the ring's end, and markers after it
+	} else {
+		res.Next = res.Events[len(res.Events)-1].Offset + 1
+	}
+	r.withhold(res.Events)
+	return res, false, false
+}
+
+// readDirect reads the partition from Kafka at offset (history, or a
+// partition the ring does not cover yet).
+func (r *PartitionReader) readDirect(ctx context.Context, partition int32, offset int64, limit int) (PartitionRead, error) {
+	n := max(int64(partition)+1, int64(r.p.partitions()))
+	s, _ := r.subs.Get().(*Sub)
+	if s == nil {
+		s = r.p.newSub(r.v, r.ring, make([]int64, n))
+	}
+	defer r.subs.Put(s)
+	for int64(len(s.pos)) < n {
+		s.pos = append(s.pos, 0)
+		s.pending = append(s.pending, nil)
+		s.head = append(s.head, 0)
+	}
+	s.pos[partition] = offset
+	s.pending[partition], s.head[partition] = s.pending[partition][:0], 0
+	if err := s.readDirect(ctx, []int32{partition}); err != nil {
+		return PartitionRead{}, err
+	}
+	evs := s.pending[partition]
+	res := PartitionRead{Next: s.pos[partition]} // moved past markers when no event came
+	if len(evs) > limit {
+		evs = evs[:limit]
+	}
+	if len(evs) > 0 {
+		res.Next = evs[len(evs)-1].Offset + 1
+		res.Events = append([]Event(nil), evs...) // s is reused by the next read
+	}
+	res.High = max(r.p.position(partition), res.Next)
+	r.withhold(res.Events)
+	return res, nil
+}
+
+// withhold drops the data of events whose subject opted out after they
+// were encoded (as Sub.merge does).
+func (r *PartitionReader) withhold(evs []Event) {
+	cv, ok := r.v.(view.ConsentView)
+	if !ok {
+		return
+	}
+	for i := range evs {
+		if evs[i].Data != nil && cv.Withheld(evs[i].Subject) {
+			evs[i].Data = nil
+		}
+	}
+}
+
+// position is the product reader's next offset of partition (0 if unknown).
+func (p *Product) position(partition int32) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if int(partition) < len(p.pos) {
+		return p.pos[partition]
+	}
+	return 0
+}

@@ -1,0 +1,41 @@
+package kafkaproxy
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SaslHandshake: v0-v1.
+//
+// Picks the mechanism: PLAIN or OAUTHBEARER. After v1 (librdkafka, franz-go,
+// current Java) the client sends SaslAuthenticate; after v0 (old Java) the
+// next frame is the raw SASL token with no Kafka header, answered by a raw
+// frame (see handleRawSASL). A second handshake on a logged-in connection
+// is ILLEGAL_SASL_STATE (re-authentication is not offered: SaslAuthenticate
+// reports no session lifetime).
+//
+// Allowed before login.
+
+func init() { register(saslHandshakeKey, 0, 1, true, (*conn).handleSaslHandshake) }
+
+func (c *conn) handleSaslHandshake(req *kmsg.SASLHandshakeRequest) (kmsg.Response, error) {
+	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
+	resp.SupportedMechanisms = supportedMechanisms
+	if c.sasl != saslBegin {
+		resp.ErrorCode = kerr.IllegalSaslState.Code
+		c.closeAfter = true
+		return resp, nil
+	}
+	switch req.Mechanism {
+	case MechanismPlain, MechanismOAuthBearer:
+		c.mech = req.Mechanism
+		if req.Version == 0 {
+			c.sasl = saslRaw
+		} else {
+			c.sasl = saslHandshook
+		}
+	default:
+		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
+	}
+	return resp, nil
+}

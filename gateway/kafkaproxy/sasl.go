@@ -1,0 +1,132 @@
+package kafkaproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// supportedMechanisms are listed in SaslHandshake responses.
+var supportedMechanisms = []string{MechanismPlain, MechanismOAuthBearer}
+
+// parseSASL parses the client's first (and, for PLAIN and OAUTHBEARER,
+// only) SASL message of mech into credentials.
+func parseSASL(mech string, msg []byte) (Credentials, error) {
+	switch mech {
+	case MechanismPlain:
+		return parsePlain(msg)
+	case MechanismOAuthBearer:
+		return parseOAuthBearer(msg)
+	}
+	return Credentials{}, fmt.Errorf("kafkaproxy: sasl mechanism %q is not supported", mech)
+}
+
+// parsePlain parses RFC 4616: [authzid] NUL authcid NUL passwd.
+func parsePlain(msg []byte) (Credentials, error) {
+	parts := bytes.Split(msg, []byte{0})
+	if len(parts) != 3 {
+		return Credentials{}, errors.New("kafkaproxy: sasl PLAIN message is not authzid NUL username NUL password")
+	}
+	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
+	if user == "" || pass == "" {
+		return Credentials{}, errors.New("kafkaproxy: sasl PLAIN username and password must not be empty")
+	}
+	if authz != "" && authz != user {
+		return Credentials{}, errors.New("kafkaproxy: sasl PLAIN authorization identity must be empty or equal the username")
+	}
+	return Credentials{Mechanism: MechanismPlain, Username: user, Secret: pass}, nil
+}
+
+// parseOAuthBearer parses the RFC 7628 client-first message:
+// gs2-header kvsep *(key "=" value kvsep) kvsep, with kvsep = 0x01 and
+// gs2-header = "n," ["a=" authzid] ",".
+func parseOAuthBearer(msg []byte) (Credentials, error) {
+	s := string(msg)
+	bad := func(what string) (Credentials, error) {
+		return Credentials{}, fmt.Errorf("kafkaproxy: sasl OAUTHBEARER message: %s", what)
+	}
+	var gs2 string
+	var ok bool
+	if gs2, s, ok = strings.Cut(s, "\x01"); !ok {
+		return bad("no 0x01 after the GS2 header")
+	}
+	if !strings.HasPrefix(gs2, "n,") && !strings.HasPrefix(gs2, "y,") {
+		return bad("GS2 header must start with n, or y, (channel binding is not supported)")
+	}
+	authz, rest, ok := strings.Cut(gs2[2:], ",")
+	if !ok || rest != "" {
+		return bad("malformed GS2 header")
+	}
+	if authz != "" {
+		if !strings.HasPrefix(authz, "a=") {
+			return bad("malformed GS2 authorization identity")
+		}
+		authz = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(authz[2:])
+	}
+	if !strings.HasSuffix(s, "\x01") {
+		return bad("not terminated by 0x01 0x01")
+	}
+	c := Credentials{Mechanism: MechanismOAuthBearer, Username: authz}
+	for _, kv := range strings.Split(strings.TrimSuffix(s, "\x01"), "\x01") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return bad("key without value")
+		}
+		if k == "auth" {
+			scheme, tok, ok := strings.Cut(v, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+				return bad(`auth must be "Bearer <token>"`)
+			}
+			c.Secret = strings.TrimSpace(tok)
+			continue
+		}
+		if c.Extensions == nil {
+			c.Extensions = map[string]string{}
+		}
+		c.Extensions[k] = v
+	}
+	if c.Secret == "" {
+		return bad("no auth=Bearer token")
+	}
+	return c, nil
+}
+
+// login authenticates with the backend and installs the session.
+func (c *conn) login(msg []byte) error {
+	creds, err := parseSASL(c.mech, msg)
+	if err != nil {
+		return err
+	}
+	creds.Remote = c.nc.RemoteAddr()
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.AuthTimeout)
+	defer cancel()
+	sess, err := c.s.cfg.Backend.Authenticate(ctx, creds)
+	if err != nil {
+		return err
+	}
+	if sess == nil {
+		return errors.New("kafkaproxy: backend returned no session")
+	}
+	c.sess = sess
+	c.sasl = saslDone
+	c.log = c.log.With("partner", sess.Partner())
+	close(c.authed)
+	c.log.Info("kafkaproxy: partner logged in", "mechanism", c.mech)
+	return nil
+}
+
+// handleRawSASL handles the frame after a v0 SaslHandshake: raw SASL bytes
+// with no Kafka header, answered by a raw frame (empty on success). On
+// failure the connection is closed, as Kafka does for v0 clients.
+func (c *conn) handleRawSASL(frame []byte) error {
+	if err := c.login(frame); err != nil {
+		return protoErr("sasl %s login failed (v0 handshake): %v", c.mech, err)
+	}
+	return c.writeRaw(binary.BigEndian.AppendUint32(c.wbuf[:0], 0))
+}
