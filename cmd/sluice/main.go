@@ -43,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tokenCmd(args[1:], stdout, stderr)
 	case "policy":
 		err = policyCmd(args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version)
 	case "help", "-h", "--help":
@@ -71,6 +73,7 @@ commands:
   token     print a development bearer token for a demo partner
   policy    test the Rego policy, or explain a partner's view of a product
   bench     end-to-end SSE throughput and produce-to-receive latency
+  audit     verify or export the tamper-evident audit trail; keygen
   version   print the version
 
 Run "sluice <command> -h" for a command's flags.
