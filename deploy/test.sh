@@ -83,6 +83,34 @@ need_cmd() { # COMMAND DEBIAN_PACKAGE
   command -v "$1" >/dev/null 2>&1 || need_pkg "$2"
 }
 
+# Python packages the tests use live in one venv (a Debian python3 is
+# externally managed: pip may not install into it), reused across runs and
+# rebuilt when it no longer works or PY_REQS changed. The tests find it
+# through SLUICE_PYVENV (exported here, so that under this script a missing
+# venv fails those tests instead of skipping them).
+PYVENV="${SLUICE_PYVENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice/pyvenv}"
+export SLUICE_PYVENV="$PYVENV"
+# confluent-kafka's wheels bundle a librdkafka built with OIDC (libcurl):
+# TestIntegrationLibrdkafkaOAuthBearer logs in with SASL/OAUTHBEARER.
+PY_REQS=(confluent-kafka==2.16.1)
+need_pyvenv() {
+  local py="$PYVENV/bin/python" stamp="$PYVENV/.sluice-reqs"
+  if [[ -x "$py" && "$(cat "$stamp" 2>/dev/null)" == "${PY_REQS[*]}" ]] &&
+    "$py" -c 'import confluent_kafka' >/dev/null 2>&1; then
+    return 0
+  fi
+  # Debian's python3 has venv but not ensurepip without python3-venv.
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_pkg python3-venv || return 1
+  if ! "$py" -c 'import sys' >/dev/null 2>&1; then
+    say "python3 -m venv $PYVENV"
+    mkdir -p "$(dirname "$PYVENV")" && python3 -m venv --clear "$PYVENV" || return 1
+  fi
+  say "pip install ${PY_REQS[*]} (into $PYVENV)"
+  "$py" -m pip install -q --disable-pip-version-check "${PY_REQS[@]}" </dev/null || return 1
+  "$py" -c 'import confluent_kafka' || return 1
+  printf '%s' "${PY_REQS[*]}" >"$stamp"
+}
+
 install_tools() {
   local ok=0
   command -v go >/dev/null 2>&1 || { say "Go toolchain not found on PATH (need Go matching go.mod)"; ok=1; }
@@ -98,9 +126,15 @@ install_tools() {
   fi
   # PostgreSQL server binaries (/usr/lib/postgresql/*/bin) for the store tests.
   [[ -n "$PRESET_PG_DSN" ]] || need_pkg postgresql || ok=1
-  # Future test dependencies go here, e.g.: need_pkg kcat chromium
+  # kcat (librdkafka) for the Kafka front door's client tests (TestIntegrationKcat).
+  need_cmd kcat kafkacat || ok=1
+  # Python confluent-kafka (librdkafka with OIDC) in $PYVENV, for
+  # TestIntegrationLibrdkafkaOAuthBearer.
+  need_pyvenv || ok=1
+  # Future test dependencies go here, e.g.: need_pkg chromium
   {
     go version
+    "$PYVENV/bin/python" -c 'import sys, confluent_kafka as c; print("confluent-kafka %s (librdkafka %s) in %s" % (c.__version__, c.libversion()[0], sys.prefix))' 2>/dev/null
     command -v java >/dev/null && java -version 2>&1 | head -n1
     command -v mvn >/dev/null && mvn -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g'
   } | sed 's/^/  /'

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/gateway/audit"
 	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/gateway/internal/consent"
@@ -43,6 +44,8 @@ type access struct {
 	store store.Store // active subscriptions are the grants; API keys
 	// limits enforces the subscriptions' plans; nil: unlimited.
 	limits *limiter
+	// audit records every decision; nil: none (tests of access alone).
+	audit *auditor
 }
 
 type planKey struct{ partner, product, purpose, revision string }
@@ -275,22 +278,23 @@ func (a *access) grant(ctx context.Context, partner, product, purpose string) (s
 	return sub, states, nil
 }
 
-// identify checks the credential: an API key from the store (slk_...) or a
-// JWT.
-func (a *access) identify(r *http.Request) (partner string, expires time.Time, f *auth.Failure) {
+// identifyCredential checks the credential, an API key from the store
+// (slk_...) or a JWT, and names it for the audit trail: "key:<id>" for an API key, "token" for a JWT (never a
+// secret).
+func (a *access) identifyCredential(r *http.Request) (partner string, expires time.Time, credential string, f *auth.Failure) {
 	h := r.Header.Get("Authorization")
 	if tok, pf := auth.ParseAuthorization(h); pf == nil && strings.HasPrefix(tok, "slk_") && a.store != nil {
 		k, err := a.store.VerifyKey(r.Context(), tok)
 		if err != nil {
-			return "", time.Time{}, keyFailure(err)
+			return "", time.Time{}, "", keyFailure(err)
 		}
-		return k.PartnerID, k.ExpiresAt, nil
+		return k.PartnerID, k.ExpiresAt, "key:" + k.ID, nil
 	}
 	id, f := a.verifier.Verify(r.Context(), h)
 	if f != nil {
-		return "", time.Time{}, f
+		return "", time.Time{}, "", f
 	}
-	return id.Partner, id.Expires, nil
+	return id.Partner, id.Expires, "token", nil
 }
 
 // keyFailure maps an API key error to a 401 problem (never naming the key).
@@ -310,7 +314,7 @@ func keyFailure(err error) *auth.Failure {
 
 // authorize is httpapi.Config.Authorize.
 func (a *access) authorize(r *http.Request, p *products.Product, purpose string) (*httpapi.Access, *httpapi.Problem) {
-	pid, expires, f := a.identify(r)
+	pid, expires, credential, f := a.identifyCredential(r)
 	if f != nil {
 		return nil, authProblem(f)
 	}
@@ -328,6 +332,10 @@ func (a *access) authorize(r *http.Request, p *products.Product, purpose string)
 		return nil, httpapi.NewProblem(httpapi.ProblemInternal, http.StatusServiceUnavailable, "subscriptions could not be read; retry")
 	}
 	if g.ID == "" {
+		if pr := a.record(r, audit.Access{Partner: partner.ID, Product: p.ID, Purpose: purpose, Door: doorOf(r.URL.Path),
+			Revision: a.engine.Revision(), Reason: "no-grant", Credential: credential}); pr != nil {
+			return nil, pr
+		}
 		detail := "partner " + partner.ID + " has no active subscription of product " + p.ID
 		if purpose != "" {
 			detail += " for purpose " + purpose
@@ -354,6 +362,11 @@ func (a *access) authorize(r *http.Request, p *products.Product, purpose string)
 	pl := a.plan(r.Context(), partner, p, g.Purpose)
 	acc.Revision = pl.decision.Revision
 	acc.Explain = explain(pl)
+	ev := accessEvent(pl, doorOf(r.URL.Path), credential)
+	ev.Subscription = g.ID
+	if pr := a.record(r, ev); pr != nil {
+		return nil, pr
+	}
 	if pl.view == nil {
 		pr := httpapi.NewProblem(httpapi.ProblemDenied, http.StatusForbidden, "policy denies "+partner.ID+" access to "+p.ID+" for "+g.Purpose+": "+pl.decision.Reason)
 		if errors.Is(pl.err, policy.ErrFailed) {
@@ -413,4 +426,18 @@ func ViewSchema(p *products.Product, d policy.Decision) (json.RawMessage, error)
 		return nil, err
 	}
 	return g.Schema(), nil
+}
+
+// record puts an access decision in the audit trail; a decision the trail
+// cannot take is a 503 (fail closed), whatever the decision was.
+func (a *access) record(r *http.Request, ev audit.Access) *httpapi.Problem {
+	if a.audit == nil {
+		return nil
+	}
+	if err := a.audit.decision(r.Context(), ev); err != nil {
+		a.log.Error("audit: access decision not persisted; refusing", "partner", ev.Partner, "product", ev.Product, "err", err)
+		return httpapi.NewProblem(httpapi.ProblemAuditUnavailable, http.StatusServiceUnavailable,
+			"the audit trail cannot record this access right now, so no data is served (fail closed); retry shortly")
+	}
+	return nil
 }

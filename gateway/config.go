@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,19 @@ type Config struct {
 	// EmbeddedKafkaAddr is where the embedded broker listens, reachable by
 	// external Kafka clients. Default 127.0.0.1:9092; port 0 picks a free port.
 	EmbeddedKafkaAddr string `yaml:"embedded_kafka_addr"`
+	// KafkaListen is where the Kafka front door listens for partners' own
+	// Kafka clients (SASL PLAIN with an API key, or OAUTHBEARER with a
+	// JWT). Default 127.0.0.1:9094 with the embedded broker (port 0 when
+	// EmbeddedKafkaAddr asks for port 0, so setups that pick free ports
+	// never collide); with Brokers it is off unless set. "off" disables it;
+	// port 0 picks a free port.
+	KafkaListen string `yaml:"kafka_listen"`
+	// KafkaAdvertised is the host:port the front door tells clients to
+	// connect to (Metadata, FindCoordinator). Default: the listener's
+	// address. Set it when listening on 0.0.0.0 or behind a load balancer.
+	KafkaAdvertised string `yaml:"kafka_advertised"`
+	// KafkaListenTLS secures the Kafka front door.
+	KafkaListenTLS KafkaListenTLSConfig `yaml:"kafka_listen_tls"`
 	// Generate runs the synthetic data generator. Default: on with the
 	// embedded broker, off with Brokers.
 	Generate *bool `yaml:"generate"`
@@ -76,6 +90,8 @@ type Config struct {
 	// store (quota shares are per replica). Default: host name, process
 	// id and a random suffix, so it is unique per start.
 	Replica string `yaml:"replica"`
+	// Audit tunes the audit trail (always on).
+	Audit AuditConfig `yaml:"audit"`
 	// SeedDemo upserts the demo partners and an active subscription for each
 	// of their grants into the store. Default: on with the embedded broker.
 	SeedDemo *bool `yaml:"seed_demo"`
@@ -144,6 +160,21 @@ type PolicyConfig struct {
 	WatchInterval time.Duration `yaml:"watch_interval"`
 }
 
+// KafkaListenTLSConfig is the Kafka front door's TLS (clients use
+// security.protocol=SASL_SSL). See DESIGN.md, "Kafka front door".
+type KafkaListenTLSConfig struct {
+	// Enabled: TLS on the listener. Default true; false serves
+	// SASL_PLAINTEXT (credentials in clear: loopback or a trusted network
+	// only).
+	Enabled *bool `yaml:"enabled"`
+	// CertFile and KeyFile are the server certificate (chain) and key, PEM;
+	// re-read when they change. Default with the embedded broker: a
+	// self-signed certificate generated once in <data-dir>/kafka-tls/
+	// (clients trust cert.pem as their CA). Required with Brokers.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
 // KafkaConfig says how to connect to an existing cluster.
 type KafkaConfig struct {
 	TLS  TLSConfig  `yaml:"tls"`
@@ -193,6 +224,9 @@ func LoadConfigFile(path string) (Config, error) {
 
 func (c *Config) embedded() bool { return len(c.Brokers) == 0 }
 
+// kafkaListenOn reports whether the Kafka front door runs (after defaults).
+func (c *Config) kafkaListenOn() bool { return c.KafkaListen != "" && c.KafkaListen != "off" }
+
 func (c *Config) defaults() {
 	if c.DataDir == "" {
 		c.DataDir = "./sluice-data"
@@ -202,6 +236,19 @@ func (c *Config) defaults() {
 	}
 	if c.EmbeddedKafkaAddr == "" {
 		c.EmbeddedKafkaAddr = "127.0.0.1:9092"
+	}
+	if c.KafkaListen == "" {
+		c.KafkaListen = "off"
+		if c.embedded() {
+			c.KafkaListen = "127.0.0.1:9094"
+			if _, port, err := net.SplitHostPort(c.EmbeddedKafkaAddr); err == nil && port == "0" {
+				c.KafkaListen = "127.0.0.1:0"
+			}
+		}
+	}
+	if c.KafkaListenTLS.Enabled == nil {
+		on := true
+		c.KafkaListenTLS.Enabled = &on
 	}
 	if c.Generate == nil {
 		g := c.embedded()
@@ -214,6 +261,7 @@ func (c *Config) defaults() {
 		d := c.embedded() && c.Auth.JWKSURL == "" && len(c.Auth.StaticKeyFiles) == 0 && !c.Auth.AllowHS256
 		c.Auth.DevKey = &d
 	}
+	c.Audit.defaults(c.DataDir)
 	if c.Replica == "" {
 		host, _ := os.Hostname()
 		c.Replica = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), strings.ToLower(rand.Text()[:6]))
@@ -262,6 +310,23 @@ func (c *Config) validate() error {
 	}
 	if (c.Kafka.TLS.CertFile == "") != (c.Kafka.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("config: kafka.tls.cert_file and kafka.tls.key_file go together"))
+	}
+	if c.kafkaListenOn() {
+		if _, _, err := net.SplitHostPort(c.KafkaListen); err != nil {
+			errs = append(errs, fmt.Errorf("config: kafka_listen %q must be host:port or \"off\": %v", c.KafkaListen, err))
+		}
+		if c.KafkaAdvertised != "" {
+			if _, _, err := net.SplitHostPort(c.KafkaAdvertised); err != nil {
+				errs = append(errs, fmt.Errorf("config: kafka_advertised %q must be host:port: %v", c.KafkaAdvertised, err))
+			}
+		}
+		t := c.KafkaListenTLS
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			errs = append(errs, errors.New("config: kafka_listen_tls.cert_file and kafka_listen_tls.key_file go together"))
+		}
+		if *t.Enabled && t.CertFile == "" && !c.embedded() {
+			errs = append(errs, errors.New("config: kafka_listen_tls.cert_file and key_file are required for the Kafka listener with brokers (or set kafka_listen_tls.enabled: false for plaintext on a trusted network)"))
+		}
 	}
 	if c.Hub.RingSize < 0 || c.Hub.RingSize > 1<<20 {
 		errs = append(errs, fmt.Errorf("config: hub.ring_size %d must be between 1 and 1048576", c.Hub.RingSize))

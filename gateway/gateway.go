@@ -30,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/gateway/internal/hub"
 	"github.com/sluicehq/sluice/gateway/internal/metrics"
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
+	"github.com/sluicehq/sluice/gateway/kafkaproxy"
 	"github.com/sluicehq/sluice/policy"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
@@ -51,6 +52,10 @@ type Gateway struct {
 	api     *httpapi.Server
 	httpLn  net.Listener
 
+	kafka     *kafkaproxy.Server // the Kafka front door; nil when off
+	kafkaLn   net.Listener
+	kafkaCert string // the listener's certificate file ("" without TLS)
+
 	partners *products.Partners
 	engine   *policy.Engine
 	verifier *auth.Verifier
@@ -58,6 +63,7 @@ type Gateway struct {
 	access   *access
 	store    store.Store
 	limits   *limiter
+	audit    *auditor
 
 	streams       context.Context
 	cancelStreams context.CancelFunc
@@ -114,6 +120,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		seeds = g.broker.ListenAddrs()
 	}
 	fail := func(err error) (*Gateway, error) {
+		if g.audit != nil {
+			g.audit.close()
+		}
 		g.closeKafka()
 		g.verifier.Close()
 		g.store.Close()
@@ -132,8 +141,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return fail(err)
 		}
 	}
+	if g.audit, err = openAudit(ctx, cfg, opts, g.metrics.Registry); err != nil {
+		return fail(err)
+	}
 	g.consent = consent.New(g.cluster, consentTopic, cfg.Logger, products.PurposeBilling, products.PurposeFraudPrevention,
 		products.PurposeNetworkAnalytics, products.PurposeMarketing, products.PurposeRegulatory)
+	g.consent.OnChange = g.audit.consentChanged
 	var reg schemas.Registry
 	if cfg.SchemaRegistryURL != "" {
 		if reg, err = schemas.NewRegistryClient(cfg.SchemaRegistryURL); err != nil {
@@ -159,6 +172,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.access.store = g.store
 	g.limits = newLimiter(g.store, cfg.Replica, strings.HasPrefix(cfg.Store, "postgres"), g.metrics, cfg.Logger)
 	g.access.limits = g.limits
+	g.access.audit = g.audit
 	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_policy_evaluations_total",
 		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",
@@ -170,13 +184,52 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Stream: cfg.Stream.config(), Streams: g.streams,
 		Authorize: g.access.authorize, Changed: g.access.changed, JWKS: jwks,
 		Checks:        g.checks,
-		Subscriptions: &subscriptions{store: g.store, partners: g.partners},
-		Keys:          &keys{store: g.store, partners: g.partners},
+		Subscriptions: &subscriptions{store: g.store, partners: g.partners, audit: g.audit},
+		Keys:          &keys{store: g.store, partners: g.partners, audit: g.audit},
+		Audit:         g.audit,
+		AuditReader:   newAuditReader(g),
 	})
 	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))
 	}
+	if err := g.newKafkaProxy(); err != nil {
+		g.httpLn.Close()
+		return fail(err)
+	}
 	return g, nil
+}
+
+// newKafkaProxy binds the Kafka front door's listener (see kafka.go).
+func (g *Gateway) newKafkaProxy() error {
+	cfg := g.cfg
+	if !cfg.kafkaListenOn() {
+		return nil
+	}
+	pc := kafkaproxy.Config{Backend: &kafkaBackend{g: g}, Offsets: kafkaOffsets{s: g.store}, Logger: cfg.Logger, AdvertisedAddr: cfg.KafkaAdvertised}
+	if *cfg.KafkaListenTLS.Enabled {
+		var hosts []string
+		for _, a := range []string{cfg.KafkaListen, cfg.KafkaAdvertised} {
+			if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+				hosts = append(hosts, h)
+			}
+		}
+		cert, key, err := kafkaTLSFiles(cfg, hosts)
+		if err != nil {
+			return err
+		}
+		if pc.TLS, err = kafkaTLSConfig(cert, key, cfg.Logger); err != nil {
+			return err
+		}
+		g.kafkaCert = cert
+	}
+	var err error
+	if g.kafka, err = kafkaproxy.New(pc); err != nil {
+		return fmt.Errorf("kafka_listen: %w", err)
+	}
+	if g.kafkaLn, err = net.Listen("tcp", cfg.KafkaListen); err != nil {
+		return fmt.Errorf("kafka: listen on %s: %w (use --kafka-listen to pick another address, or --kafka-listen off)", cfg.KafkaListen, err)
+	}
+	return nil
 }
 
 // checks are readiness checks beyond Kafka and the catalog.
@@ -185,7 +238,7 @@ func (g *Gateway) checks() map[string]error {
 	if err := g.engine.LastError(); err != nil {
 		pol = &httpapi.Degraded{Err: fmt.Errorf("policy reload failed, revision %s stays in force: %w", g.engine.Revision(), err)}
 	}
-	return map[string]error{"policy": pol, "consent": g.consent.Err()}
+	return map[string]error{"policy": pol, "consent": g.consent.Err(), "audit": g.audit.Healthy()}
 }
 
 func loadPartners(cfg Config, cat *products.Catalog) (*products.Partners, error) {
@@ -333,6 +386,19 @@ func (g *Gateway) KafkaAddr() string {
 	return g.cfg.Brokers[0]
 }
 
+// KafkaProxyAddr is the Kafka front door's bound address, "" when it is
+// off. Partners' Kafka clients connect here, never to the upstream brokers.
+func (g *Gateway) KafkaProxyAddr() string {
+	if g.kafkaLn == nil {
+		return ""
+	}
+	return g.kafkaLn.Addr().String()
+}
+
+// KafkaProxyCert is the Kafka front door's certificate file (clients of a
+// self-signed one trust it as their CA), "" without TLS.
+func (g *Gateway) KafkaProxyCert() string { return g.kafkaCert }
+
 // Embedded reports whether this gateway runs its own broker.
 func (g *Gateway) Embedded() bool { return g.broker != nil }
 
@@ -343,8 +409,11 @@ func (g *Gateway) Catalog() *products.Catalog { return g.catalog }
 //
 //  1. stop accepting HTTP connections;
 //  2. end every SSE stream with a "shutdown" event (clients reconnect
-//     elsewhere with Last-Event-ID) and wait for handlers;
-//     then write the usage still unflushed to the store;
+//     elsewhere with Last-Event-ID) and wait for handlers; then close the
+//     Kafka front door (stop accepting, close every connection, wait for
+//     them: Kafka clients reconnect elsewhere and resume from their
+//     committed offsets, which are in the store); then write the usage
+//     still unflushed to the store;
 //  3. stop the generator and flush what it produced;
 //  4. stop the upstream readers;
 //  5. close Kafka clients;
@@ -386,6 +455,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 				return
 			case rev := <-revs:
 				log.Info("policy reloaded", "revision", rev)
+				if err := g.audit.policyReload(hubCtx, rev, g.cfg.Policy.Dir, nil); err != nil {
+					g.audit.logFailure("policy reload", err, "revision", rev)
+				}
 				g.access.policyChanged(rev)
 			}
 		}
@@ -394,6 +466,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	limCtx, stopLimits := context.WithCancel(context.Background())
 	var limDone sync.WaitGroup
 	limDone.Go(func() { g.limits.run(limCtx) })
+	limDone.Go(func() { g.audit.runConsent(limCtx) })
+	// The policy in force when serving starts is the first one recorded.
+	if err := g.audit.policyReload(ctx, g.engine.Revision(), g.cfg.Policy.Dir, nil); err != nil {
+		g.audit.logFailure("policy at start", err, "revision", g.engine.Revision())
+	}
 
 	genCtx, stopGen := context.WithCancel(context.Background())
 	var genDone sync.WaitGroup
@@ -406,6 +483,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			stopLimits()
 			limDone.Wait()
 			g.limits.close()
+			g.audit.close()
 			stopHub()
 			hubDone.Wait()
 			g.closeKafka()
@@ -416,12 +494,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: g.api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(g.httpLn) }()
+	kafkaErr := make(chan error, 1)
+	var kafkaDone sync.WaitGroup
+	if g.kafka != nil {
+		kafkaDone.Go(func() {
+			if err := g.kafka.Serve(g.kafkaLn); !errors.Is(err, kafkaproxy.ErrServerClosed) {
+				kafkaErr <- err
+			}
+		})
+	}
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 		err = fmt.Errorf("http: %w", err)
+	case err = <-kafkaErr:
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
@@ -435,10 +523,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		log.Warn("http shutdown incomplete", "err", e)
 		srv.Close()
 	}
+	// 2a: the Kafka front door: its sessions release their hub readers and
+	// stream slots and settle their deliveries before usage is flushed.
+	if g.kafka != nil {
+		g.kafka.Close()
+		kafkaDone.Wait()
+	}
 	// 2b: every delivery is done: meter the last of it into the store.
 	stopLimits()
 	limDone.Wait()
 	g.limits.close()
+	// 2c: the audit chain's last summaries are in: seal it.
+	g.audit.close()
 	// 3
 	stopGen()
 	genDone.Wait()
@@ -517,11 +613,31 @@ func (g *Gateway) Close() {
 	if g.httpLn != nil {
 		g.httpLn.Close()
 	}
+	if g.kafka != nil {
+		g.kafka.Close()
+	}
+	if g.kafkaLn != nil {
+		g.kafkaLn.Close()
+	}
 	g.cancelStreams()
+	if g.audit != nil {
+		g.audit.close()
+	}
 	g.closeKafka()
 	g.verifier.Close()
 	g.store.Close()
 }
+
+// AuditKeys is the JWK set of the key signing this gateway's audit
+// checkpoints (GET /v1/audit/keys serves it).
+func (g *Gateway) AuditKeys() []byte { return g.audit.PublicKeys() }
+
+// EmbeddedBroker is the embedded kfake cluster; nil with external brokers.
+// Tests inject protocol-level faults through it.
+func (g *Gateway) EmbeddedBroker() *kfake.Cluster { return g.broker }
+
+// AuditTopic is the audit topic's full name.
+func (g *Gateway) AuditTopic() string { return g.audit.Topic() }
 
 // Store is the gateway's store (subscriptions, keys, plans, usage).
 func (g *Gateway) Store() store.Store { return g.store }

@@ -130,6 +130,9 @@ func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 		ShutdownTimeout:   5 * time.Second,
 		Auth:              gateway.AuthConfig{DevKey: &yes},
 		SeedDemo:          &yes, // the demo partners' subscriptions, also on an external cluster
+		// The race detector and parallel packages slow acks a lot; tests
+		// of the audit bound set their own.
+		Audit: gateway.AuditConfig{AckTimeout: 15 * time.Second},
 	}
 	if b := os.Getenv("SLUICE_TEST_BROKERS"); b != "" {
 		cfg.Brokers = strings.Split(b, ",")

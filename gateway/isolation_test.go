@@ -57,7 +57,7 @@ import (
 // same data directory, mvno-b's page is byte-identical.
 func TestIntegrationIsolation(t *testing.T) {
 	began := time.Now()
-	e := newEnv(t)
+	e := newEnv(t, withKafkaFrontDoor(t)) // the Kafka front door: checkKafka below
 	cat := e.cat
 	reg, err := products.LoadDefaultPartners()
 	if err != nil {
@@ -165,6 +165,9 @@ func TestIntegrationIsolation(t *testing.T) {
 	if len(views2) != len(views) {
 		t.Errorf("allowed views changed between phases: %d then %d", len(views), len(views2))
 	}
+
+	// The Kafka front door delivers the same bytes (kafka_test.go).
+	ic.checkKafka(views2)
 
 	// (e) Partners with own-row contracts on the same product never share
 	// a record.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sluicehq/sluice/gateway/audit"
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/store"
@@ -15,6 +16,7 @@ import (
 type keys struct {
 	store    store.Store
 	partners *products.Partners
+	audit    *auditor // nil: no audit (adapter tests)
 }
 
 var _ httpapi.KeyService = (*keys)(nil)
@@ -41,7 +43,10 @@ func (k *keys) partnerExists(ctx context.Context, partner string) error {
 	return err
 }
 
-func (k *keys) CreateKey(ctx context.Context, partner string, ttl time.Duration) (httpapi.NewKey, error) {
+func (k *keys) CreateKey(ctx context.Context, partner string, ttl time.Duration, actor string) (httpapi.NewKey, error) {
+	if err := k.audit.ready(); err != nil {
+		return httpapi.NewKey{}, err
+	}
 	info, secret, err := k.store.CreateKey(ctx, partner, ttl)
 	if errors.Is(err, store.ErrNotFound) {
 		return httpapi.NewKey{}, httpapi.ErrUnknownPartner
@@ -49,6 +54,8 @@ func (k *keys) CreateKey(ctx context.Context, partner string, ttl time.Duration)
 	if err != nil {
 		return httpapi.NewKey{}, err
 	}
+	k.audit.change(ctx, audit.KindKey, audit.Lifecycle{ID: info.ID, Partner: partner, Action: "created", To: "active",
+		Actor: actor, Reason: "expires " + info.ExpiresAt.Format(time.RFC3339)})
 	return httpapi.NewKey{ID: info.ID, Prefix: info.Prefix(), Secret: secret, CreatedAt: info.CreatedAt, ExpiresAt: info.ExpiresAt}, nil
 }
 
@@ -69,9 +76,15 @@ func (k *keys) Keys(ctx context.Context, partner string) ([]httpapi.Key, error) 
 }
 
 func (k *keys) RevokeKey(ctx context.Context, partner, id, actor string) error {
+	if err := k.audit.ready(); err != nil {
+		return err
+	}
 	err := k.store.RevokeKey(ctx, partner, id, actor)
 	if errors.Is(err, store.ErrKeyNotFound) {
 		return httpapi.ErrUnknownKey
+	}
+	if err == nil {
+		k.audit.change(ctx, audit.KindKey, audit.Lifecycle{ID: id, Partner: partner, Action: "revoked", To: "revoked", Actor: actor})
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sluicehq/sluice/gateway/audit"
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/store"
@@ -19,6 +20,7 @@ const AdminPartner = "admin"
 type subscriptions struct {
 	store    store.Store
 	partners *products.Partners
+	audit    *auditor // nil: no audit (adapter tests)
 }
 
 var _ httpapi.SubscriptionService = (*subscriptions)(nil)
@@ -87,10 +89,15 @@ func (s *subscriptions) Create(ctx context.Context, partner, product, purpose, p
 	} else if err != nil {
 		return httpapi.Subscription{}, err
 	}
+	if err := s.audit.ready(); err != nil {
+		return httpapi.Subscription{}, err
+	}
 	sub, err := s.store.CreateSubscription(ctx, partner, product, purpose, plan, partner)
 	if err != nil {
 		return httpapi.Subscription{}, apiError(err)
 	}
+	s.audit.change(ctx, audit.KindSubscription, audit.Lifecycle{ID: sub.ID, Partner: partner, Product: product,
+		Action: "requested", To: string(sub.State), Actor: partner, Reason: "purpose " + purpose + ", plan " + plan})
 	return apiSubscription(sub), nil
 }
 
@@ -118,7 +125,15 @@ func (s *subscriptions) Get(ctx context.Context, id string) (httpapi.Subscriptio
 }
 
 func (s *subscriptions) Transition(ctx context.Context, id, action, actor, reason string) (httpapi.Subscription, error) {
+	if err := s.audit.ready(); err != nil {
+		return httpapi.Subscription{}, err
+	}
+	before, _ := s.store.Subscription(ctx, id)
 	sub, err := s.store.Transition(ctx, id, store.Action(action), actor, reason)
+	if err == nil {
+		s.audit.change(ctx, audit.KindSubscription, audit.Lifecycle{ID: sub.ID, Partner: sub.PartnerID, Product: sub.Product,
+			Action: action, From: string(before.State), To: string(sub.State), Actor: actor, Reason: reason})
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrInvalid) && !errors.Is(err, store.ErrIllegalTransition) {
 			if _, gerr := s.store.Subscription(ctx, id); gerr != nil {

@@ -101,6 +101,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	var brokers stringList
 	fs.Var(&brokers, "brokers", "seed brokers host:port,... of an existing Kafka cluster (default: start the embedded broker)")
 	kafkaAddr := fs.String("embedded-kafka-addr", "", "embedded broker listen address (default 127.0.0.1:9092)")
+	kafkaListen := fs.String("kafka-listen", "", `Kafka front door listen address for partners' Kafka clients (default 127.0.0.1:9094 with the embedded broker; with --brokers off unless set); "off" disables it`)
 	generate := fs.String("generate", "", "run the synthetic data generator: true or false (default true with the embedded broker)")
 	rate := fs.Float64("generate-rate", 0, "generator records per second across all products (default 50)")
 	registry := fs.String("schema-registry", "", "Schema Registry URL for schema ids not in the catalog")
@@ -129,6 +130,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	set(&cfg.DataDir, *dataDir)
 	set(&cfg.HTTPAddr, *httpAddr)
 	set(&cfg.EmbeddedKafkaAddr, *kafkaAddr)
+	set(&cfg.KafkaListen, *kafkaListen)
 	set(&cfg.SchemaRegistryURL, *registry)
 	set(&cfg.CatalogDir, *catalogDir)
 	set(&cfg.Store, *storeDSN)
@@ -172,6 +174,13 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  Kafka      %s   (embedded broker, data in %s)\n", g.KafkaAddr(), dataDirOf(cfg))
 	} else {
 		fmt.Fprintf(stdout, "  Kafka      %s\n", g.KafkaAddr())
+	}
+	if addr := g.KafkaProxyAddr(); addr != "" {
+		sec := "SASL_PLAINTEXT"
+		if g.KafkaProxyCert() != "" {
+			sec = "SASL_SSL, CA/cert " + g.KafkaProxyCert()
+		}
+		fmt.Fprintf(stdout, "  Kafka API  %s   (partners' Kafka clients: %s; PLAIN with an API key or OAUTHBEARER with a token)\n", addr, sec)
 	}
 	self := selfCommand()
 	dd := ""

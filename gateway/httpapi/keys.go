@@ -65,7 +65,7 @@ type KeyService interface {
 	// CreateKey creates a key for partner valid for ttl; the secret is in
 	// the answer and nowhere else. ErrUnknownPartner if there is no such
 	// partner.
-	CreateKey(ctx context.Context, partner string, ttl time.Duration) (NewKey, error)
+	CreateKey(ctx context.Context, partner string, ttl time.Duration, actor string) (NewKey, error)
 	// Keys lists the partner's keys (revoked and expired included), oldest
 	// first. ErrUnknownPartner if there is no such partner.
 	Keys(ctx context.Context, partner string) ([]Key, error)
@@ -175,6 +175,8 @@ func (s *Server) keyProblem(r *http.Request, err error, partner, key string) *Pr
 		return unknownKey(partner, key)
 	case errors.Is(err, ErrUnknownPartner):
 		return unknownPartner(partner)
+	case errors.Is(err, ErrAuditUnavailable):
+		return auditUnavailable(err)
 	}
 	if s.cfg.Log != nil {
 		s.cfg.Log.Error("API keys failed", "path", r.URL.Path, "err", err)
@@ -198,7 +200,7 @@ func readOptionalBody(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 // createKeyFor creates a key for partner from the request's ttl_days.
-func (s *Server) createKeyFor(w http.ResponseWriter, r *http.Request, svc KeyService, partner string) {
+func (s *Server) createKeyFor(w http.ResponseWriter, r *http.Request, svc KeyService, partner, actor string) {
 	var req struct {
 		TTLDays *int `json:"ttl_days"`
 	}
@@ -214,7 +216,7 @@ func (s *Server) createKeyFor(w http.ResponseWriter, r *http.Request, svc KeySer
 			"ttl_days "+strconv.Itoa(days)+" must be from 1 to "+strconv.Itoa(MaxKeyTTLDays)+" (default "+strconv.Itoa(DefaultKeyTTLDays)+")"))
 		return
 	}
-	k, err := svc.CreateKey(r.Context(), partner, time.Duration(days)*24*time.Hour)
+	k, err := svc.CreateKey(r.Context(), partner, time.Duration(days)*24*time.Hour, actor)
 	if err != nil {
 		writeProblem(w, r, s.keyProblem(r, err, partner, ""))
 		return
@@ -252,7 +254,7 @@ func (s *Server) revokeKeyOf(w http.ResponseWriter, r *http.Request, svc KeyServ
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	if svc, acc, ok := s.keys(w, r); ok {
-		s.createKeyFor(w, r, svc, acc.Partner)
+		s.createKeyFor(w, r, svc, acc.Partner, acc.Partner)
 	}
 }
 
@@ -296,12 +298,12 @@ func (s *Server) listPartnerKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) createPartnerKey(w http.ResponseWriter, r *http.Request) {
-	svc, _, ok := s.keysAdmin(w, r, "create API keys for another partner")
+	svc, acc, ok := s.keysAdmin(w, r, "create API keys for another partner")
 	if !ok {
 		return
 	}
 	if partner, ok := pathPartner(w, r); ok {
-		s.createKeyFor(w, r, svc, partner)
+		s.createKeyFor(w, r, svc, partner, acc.Partner)
 	}
 }
 

@@ -207,6 +207,8 @@ func TestOpenAPISecurity(t *testing.T) {
 		"read":    {ProblemNoGrant, ProblemDenied, ProblemPolicyError, auth.ProblemTokenUnknownPartner},
 		"records": {ProblemNoGrant, ProblemDenied, ProblemPolicyError, ProblemQuotaExhausted, auth.ProblemTokenUnknownPartner},
 		"admin":   {ProblemForbiddenAdmin, auth.ProblemTokenUnknownPartner},
+		// The audit trail's events: regulators only.
+		"audit": {ProblemForbiddenAudit, auth.ProblemTokenUnknownPartner},
 	}
 	kind := map[string]string{
 		"/v1/products":              "catalog",
@@ -231,6 +233,11 @@ func TestOpenAPISecurity(t *testing.T) {
 		"/v1/partners":                 "admin",
 		"/v1/partners/{id}/keys":       "admin",
 		"/v1/partners/{id}/keys/{key}": "admin",
+		// The audit trail: its events for regulators; its public keys for
+		// any partner.
+		"/v1/audit":        "audit",
+		"/v1/audit/stream": "audit",
+		"/v1/audit/keys":   "catalog",
 	}
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {

@@ -801,6 +801,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{name: "stream cursor and from", path: "/v1/products/cdr/stream?from=latest&cursor=" + first.NextCursor, status: 400, problem: invalidQuery},
 	}
 	cases = append(cases, oaKeyCases(t, g)...)
+	cases = append(cases, oaAuditCases(t, g)...)
 	// Every check a bearer token can fail, each its own problem type.
 	for _, b := range oaBadTokens(t, g) {
 		cases = append(cases, oaCase{name: "token " + b.name, path: "/v1/products/cdr/records", hdr: []string{"Authorization", b.authz},
@@ -944,6 +945,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	t.Run("token expiry", func(t *testing.T) { oaReauthenticate(t, g) })
 	t.Run("cursor expired", func(t *testing.T) { oaExpired(t, g) })
 	t.Run("plan limits", func(t *testing.T) { oaPlanLimits(t, g) })
+	t.Run("audit stream", func(t *testing.T) { oaAuditStream(t, g) })
 	t.Run("shutdown event", func(t *testing.T) { oaShutdown(t, g) })
 }
 
@@ -1459,5 +1461,130 @@ func oaPlanLimits(t *testing.T, g *oaGateway) {
 		{name: "page with rate fields", path: "/v1/products/network-quality/records?from=earliest&limit=1", status: 200, ctype: "application/json", check: rateHeaders},
 	} {
 		t.Run(c.name, func(t *testing.T) { g.run(t, c) })
+	}
+}
+
+// oaAuditCases are the requests of the audit trail's endpoints: its
+// events as the regulator (every other partner gets 403 forbidden-audit),
+// its keys as any partner.
+func oaAuditCases(t *testing.T, g *oaGateway) []oaCase {
+	const (
+		forbiddenAudit = "urn:sluice:problem:forbidden-audit"
+		invalidQuery   = "urn:sluice:problem:invalid-query"
+		invalidCursor  = "urn:sluice:problem:invalid-cursor"
+	)
+	reg := g.bearer("regulator")
+	_, resp, body := g.get(http.MethodGet, "/v1/audit?limit=2", reg...)
+	var first struct {
+		Events     []json.RawMessage `json:"events"`
+		NextCursor string            `json:"next_cursor"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &first) != nil || len(first.Events) != 2 {
+		t.Fatalf("GET /v1/audit?limit=2 as the regulator: %d %s", resp.StatusCode, body)
+	}
+	since := url.QueryEscape(time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
+	until := url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	events := func(min int) func(t *testing.T, body []byte, _ *http.Response) {
+		return func(t *testing.T, body []byte, _ *http.Response) {
+			var p struct{ Events []json.RawMessage }
+			json.Unmarshal(body, &p) //nolint:errcheck // validated before
+			if len(p.Events) < min {
+				t.Errorf("%d events, want at least %d", len(p.Events), min)
+			}
+			for _, ev := range p.Events {
+				if err := g.schemaJSON("AuditEvent", ev); err != nil {
+					t.Errorf("not an AuditEvent: %v\n%s", err, ev)
+				}
+			}
+		}
+	}
+	ndjson := func(t *testing.T, body []byte, resp *http.Response) {
+		lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+		if len(lines) == 0 || lines[0] == "" {
+			t.Fatal("empty NDJSON page")
+		}
+		for i, ln := range lines {
+			if err := g.schemaJSON("AuditEvent", []byte(ln)); err != nil {
+				t.Errorf("NDJSON line %d is not an AuditEvent: %v\n%s", i, err, ln)
+			}
+		}
+		if !oaCursorRE.MatchString(resp.Header.Get("Sluice-Next-Cursor")) || resp.Header.Get("Sluice-Caught-Up") == "" {
+			t.Errorf("Sluice-Next-Cursor %q, Sluice-Caught-Up %q", resp.Header.Get("Sluice-Next-Cursor"), resp.Header.Get("Sluice-Caught-Up"))
+		}
+	}
+	productCursor := g.page("/v1/products/cdr/records?from=latest").NextCursor
+	return []oaCase{
+		{name: "audit", path: "/v1/audit", hdr: reg, status: 200, ctype: "application/json", check: events(2)},
+		{name: "audit next page", path: "/v1/audit?limit=3&cursor=" + first.NextCursor, hdr: reg, status: 200, ctype: "application/json", check: events(1)},
+		{name: "audit filtered", path: "/v1/audit?partner=internal-fraud&product=cdr&kind=access,delivery&from=" + since + "&to=" + until + "&limit=5", hdr: reg, status: 200, ctype: "application/json", check: events(1)},
+		{name: "audit from earliest", path: "/v1/audit?from=earliest&limit=1", hdr: reg, status: 200, ctype: "application/json", check: events(1)},
+		{name: "audit ndjson", path: "/v1/audit?limit=4", hdr: append([]string{"Accept", "application/x-ndjson"}, reg...), status: 200, ctype: "application/x-ndjson", check: ndjson},
+		{name: "audit as partner", path: "/v1/audit", status: 403, problem: forbiddenAudit},
+		{name: "audit as admin", path: "/v1/audit", hdr: g.bearer("admin"), status: 403, problem: forbiddenAudit},
+		{name: "audit unknown partner", path: "/v1/audit", hdr: g.bearer("nobody"), status: 403, problem: "urn:sluice:problem:token-unknown-partner"},
+		{name: "audit without token", path: "/v1/audit", hdr: oaNoToken, status: 401, problem: "urn:sluice:problem:token-missing", docRejects: true},
+		{name: "audit bad kind", path: "/v1/audit?kind=bogus", hdr: reg, status: 400, problem: invalidQuery, docRejects: true},
+		{name: "audit bad partner", path: "/v1/audit?partner=Nobody", hdr: reg, status: 400, problem: invalidQuery, docRejects: true},
+		{name: "audit unknown param", path: "/v1/audit?colour=red", hdr: reg, status: 400, problem: invalidQuery, docRejects: true},
+		{name: "audit backwards", path: "/v1/audit?from=" + until + "&to=" + since, hdr: reg, status: 400, problem: invalidQuery},
+		{name: "audit limit 0", path: "/v1/audit?limit=0", hdr: reg, status: 400, problem: "urn:sluice:problem:invalid-limit", docRejects: true},
+		{name: "audit bad from", path: "/v1/audit?from=yesterday", hdr: reg, status: 400, problem: "urn:sluice:problem:invalid-from", docRejects: true},
+		{name: "audit garbage cursor", path: "/v1/audit?cursor=garbage", hdr: reg, status: 400, problem: invalidCursor, docRejects: true},
+		{name: "audit product's cursor", path: "/v1/audit?cursor=" + productCursor, hdr: reg, status: 400, problem: invalidCursor},
+		{name: "audit cursor and from", path: "/v1/audit?from=latest&cursor=" + first.NextCursor, hdr: reg, status: 400, problem: invalidQuery},
+
+		{name: "audit stream as partner", path: "/v1/audit/stream", status: 403, problem: forbiddenAudit},
+		{name: "audit stream without token", path: "/v1/audit/stream", hdr: oaNoToken, status: 401, problem: "urn:sluice:problem:token-missing", docRejects: true},
+		{name: "audit stream unknown param", path: "/v1/audit/stream?limit=5", hdr: reg, status: 400, problem: invalidQuery, docRejects: true},
+		{name: "audit stream bad Last-Event-ID", path: "/v1/audit/stream", hdr: append([]string{"Last-Event-ID", "zzz"}, reg...), status: 400, problem: invalidCursor, docRejects: true},
+		{name: "audit stream product's cursor", path: "/v1/audit/stream?cursor=" + productCursor, hdr: reg, status: 400, problem: invalidCursor},
+
+		{name: "audit keys", path: "/v1/audit/keys", status: 200, ctype: "application/jwk-set+json"},
+		{name: "audit keys as regulator", path: "/v1/audit/keys", hdr: reg, status: 200, ctype: "application/jwk-set+json"},
+		{name: "audit keys without token", path: "/v1/audit/keys", hdr: oaNoToken, status: 401, problem: "urn:sluice:problem:token-missing", docRejects: true},
+		{name: "audit keys unknown partner", path: "/v1/audit/keys", hdr: g.bearer("nobody"), status: 403, problem: "urn:sluice:problem:token-unknown-partner"},
+		{name: "audit keys query", path: "/v1/audit/keys?kid=x", status: 400, problem: invalidQuery, docRejects: true},
+	}
+}
+
+// oaAuditStream validates the audit stream's answer and events against the
+// document, as the regulator.
+func oaAuditStream(t *testing.T, g *oaGateway) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, resp, sr, raw := oaOpenStream(t, g, ctx, "/v1/audit/stream?from=earliest", g.bearer("regulator")...)
+	events := 0
+	for deadline := time.Now().Add(300 * time.Millisecond); events < 5 || time.Now().Before(deadline); {
+		ev, err := sr.Next()
+		if err != nil {
+			t.Fatalf("audit stream after %d events: %v", events, err)
+		}
+		switch ev.Type {
+		case "audit":
+			events++
+			if err := g.schemaJSON("AuditEvent", ev.Data); err != nil {
+				t.Errorf("audit event data is not an AuditEvent: %v\n%s", err, ev.Data)
+			}
+			if err := g.schema("Cursor", ev.ID); err != nil {
+				t.Errorf("audit event id %q is not a Cursor: %v", ev.ID, err)
+			}
+		default:
+			oaCheckEvent(t, g, ev)
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	b := raw.Bytes()
+	if i := bytes.LastIndex(b, []byte("\n\n")); i >= 0 {
+		b = b[:i+2]
+	}
+	if !bytes.HasPrefix(b, []byte(": sluice audit stream\nretry: ")) {
+		t.Errorf("audit stream does not open with its comment and retry hint: %.80q", b)
+	}
+	if err := g.validate(req, resp, b); err != nil {
+		t.Errorf("audit stream: answer does not match openapi.json: %v", err)
+	}
+	if err := g.validateRequest(req); err != nil {
+		t.Errorf("audit stream: the document rejects the request: %v", err)
 	}
 }

@@ -49,10 +49,13 @@ const (
 	ProblemConflict            = "urn:sluice:problem:conflict"
 	ProblemIllegalTransition   = "urn:sluice:problem:illegal-transition"
 	ProblemForbiddenAdmin      = "urn:sluice:problem:forbidden-admin"
+	ProblemForbiddenAudit      = "urn:sluice:problem:forbidden-audit"
 
 	ProblemRateLimited    = "urn:sluice:problem:rate-limited"
 	ProblemStreamLimit    = "urn:sluice:problem:stream-limit"
 	ProblemQuotaExhausted = "urn:sluice:problem:quota-exhausted"
+
+	ProblemAuditUnavailable = "urn:sluice:problem:audit-unavailable"
 
 	ProblemUnknownKey     = "urn:sluice:problem:unknown-key"
 	ProblemUnknownPartner = "urn:sluice:problem:unknown-partner"
@@ -82,10 +85,13 @@ var titles = map[string]string{
 	ProblemConflict:            "Conflicts with an existing subscription",
 	ProblemIllegalTransition:   "Action not allowed in the subscription's state",
 	ProblemForbiddenAdmin:      "Admin role required",
+	ProblemForbiddenAudit:      "Regulator role required",
 
 	ProblemRateLimited:    "Rate limit of the plan reached",
 	ProblemStreamLimit:    "Concurrent stream limit of the plan reached",
 	ProblemQuotaExhausted: "Monthly record quota of the plan exhausted",
+
+	ProblemAuditUnavailable: "Audit trail unavailable; access refused",
 
 	ProblemUnknownKey:     "Unknown API key",
 	ProblemUnknownPartner: "Unknown partner",

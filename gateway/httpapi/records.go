@@ -123,6 +123,15 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, positionProblem(p, err))
 		return
 	}
+	var aud Delivery
+	if a := s.cfg.Audit; a != nil {
+		if aud, err = a.Open(ctx, AuditStream{Door: "rest", Partner: acc.Partner, Product: p.ID, Purpose: acc.Purpose,
+			Revision: acc.Revision, Cursor: cursor.Encode(cursor.Tag(p.ID), pos)}); err != nil {
+			writeProblem(w, r, auditUnavailable(err))
+			return
+		}
+		defer func() { aud.Close("page") }()
+	}
 	rd := hp.Reader(v, pos)
 	defer rd.Close()
 	evs, err := rd.Next(ctx, budget, 0)
@@ -185,8 +194,13 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Sluice-Next-Cursor", next)
 	w.Header().Set("Cache-Control", "no-store")
-	if _, err := w.Write(buf); err == nil && acc.Quota != nil {
-		acc.Quota.Delivered(n, size)
+	if _, err := w.Write(buf); err == nil {
+		if acc.Quota != nil {
+			acc.Quota.Delivered(n, size)
+		}
+		if aud != nil {
+			aud.Delivered(n, size, next)
+		}
 	}
 	s.cfg.Metrics.Delivered.WithLabelValues(p.ID, "rest").Add(float64(n))
 	s.cfg.Metrics.DeliveredBytes.WithLabelValues(p.ID, "rest").Add(float64(size))

@@ -72,6 +72,12 @@ type Config struct {
 	Subscriptions SubscriptionService
 	// Keys serves API keys, partners and usage; nil answers 404.
 	Keys KeyService
+	// Audit records deliveries in the audit trail (fail closed); nil
+	// records nothing.
+	Audit Auditor
+	// AuditReader serves the audit trail to regulators (GET /v1/audit,
+	// /v1/audit/stream, /v1/audit/keys); nil answers 404.
+	AuditReader AuditReader
 	// Checks are further readiness checks (policy, consent); nil is healthy.
 	Checks func() map[string]error
 }
@@ -135,6 +141,9 @@ func New(cfg Config) *Server {
 		r.Get("/partners/{id}/keys", s.listPartnerKeys)
 		r.Post("/partners/{id}/keys", s.createPartnerKey)
 		r.Delete("/partners/{id}/keys/{key}", s.revokePartnerKey)
+		r.Get("/audit", s.auditEvents)
+		r.Get("/audit/stream", s.auditStream)
+		r.Get("/audit/keys", s.auditKeys)
 	})
 	s.router = r
 	return s

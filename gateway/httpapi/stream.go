@@ -94,6 +94,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	defer func() { sub.Close() }()
 
+	// The audit trail records the stream before its first record (fail
+	// closed: no open, no stream).
+	var aud Delivery
+	closeReason := "client"
+	if a := s.cfg.Audit; a != nil {
+		if aud, err = a.Open(ctx, AuditStream{Door: "sse", Partner: acc.Partner, Product: p.ID, Purpose: acc.Purpose,
+			Revision: acc.Revision, Cursor: cursor.Encode(cursor.Tag(p.ID), pos)}); err != nil {
+			writeProblem(w, r, auditUnavailable(err))
+			return
+		}
+		defer func() { aud.Close(closeReason) }()
+	}
+
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -149,6 +162,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		// A credential that expires ends the stream: the client reconnects
 		// with a fresh token and its last id.
 		if !acc.Expires.IsZero() && !time.Now().Before(acc.Expires) {
+			closeReason = "reauthenticate"
 			final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
 			return
 		}
@@ -159,6 +173,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			changed = s.changed()
 			nacc, pr := s.cfg.Authorize(r, p, r.URL.Query().Get("purpose"))
 			if pr != nil {
+				closeReason = "revoked"
 				body, _ := json.Marshal(pr)
 				final("revoked", body)
 				return
@@ -189,6 +204,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		evs, err := sub.Next(ctx, batch, max(wait, time.Millisecond))
 		if err != nil {
 			if context.Cause(ctx) == errShutdown || errors.Is(err, hub.ErrClosed) {
+				closeReason = "shutdown"
 				buf = append(buf[:0], "event: shutdown\nretry: 1000\ndata: {\"reason\":\"server shutting down\",\"reconnect\":true}\n\n"...)
 				write()
 				return
@@ -196,6 +212,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			if ctx.Err() != nil {
 				return // client went away
 			}
+			closeReason = "error"
 			pr := positionProblem(p, err)
 			body, _ := json.Marshal(pr)
 			buf = append(buf[:0], "event: error\ndata: "...)
@@ -241,6 +258,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			n++
 			size += len(e.Data)
 		}
+		if n > 0 && aud != nil && !coverAudit(ctx, aud) {
+			// The audit sink is down and the stream was cancelled while it
+			// waited: nothing of the batch is sent.
+			buf = buf[:0]
+			continue
+		}
 		if n > 0 && acc.Quota != nil {
 			// The plan's rate: the batch waits its turn (never dropped).
 			if err := pace(ctx, acc.Quota, n, size); err != nil {
@@ -278,9 +301,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				if q := acc.Quota; q != nil {
 					q.Delivered(n, size)
 				}
+				if aud != nil {
+					aud.Delivered(n, size, cursor.Encode(tag, cur))
+				}
 			}
 		}
 		if q := acc.Quota; q != nil && exhausted {
+			closeReason = "quota"
 			_, resets := q.Remaining()
 			q.Refused("monthly_record_quota")
 			body, _ := json.Marshal(quotaExhausted(resets))
@@ -300,4 +327,21 @@ func equal(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// coverAudit waits until the audit trail covers a delivery: at once while
+// the sink persists events; while it does not, the stream pauses (its
+// position kept) and tries again every auditPause. False when ctx ended
+// first.
+func coverAudit(ctx context.Context, aud Delivery) bool {
+	for {
+		if err := aud.Cover(ctx); err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(auditPause):
+		}
+	}
 }

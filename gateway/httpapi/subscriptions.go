@@ -120,6 +120,8 @@ func (s *Server) serviceProblem(r *http.Request, err error) *Problem {
 		return newProblem(ProblemConflict, http.StatusConflict, err.Error())
 	case errors.Is(err, ErrNotFound):
 		return newProblem(ProblemUnknownSubscription, http.StatusNotFound, "no such subscription")
+	case errors.Is(err, ErrAuditUnavailable):
+		return auditUnavailable(err)
 	}
 	if s.cfg.Log != nil {
 		s.cfg.Log.Error("subscriptions failed", "path", r.URL.Path, "err", err)

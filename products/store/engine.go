@@ -999,3 +999,90 @@ func (e *engine) ShareQuota(ctx context.Context, replica string, mine []QuotaSha
 	})
 	return out, dbErr("share quota", err)
 }
+
+// ------------------------------------------------------------- group offsets
+
+// Limits of GroupOffset and group ids: Kafka's topic name limit, its
+// default offset.metadata.max.bytes, and a generous group id bound.
+const (
+	maxGroupID        = 1024
+	maxOffsetTopic    = 249
+	maxOffsetMetadata = 4096
+)
+
+func (e *engine) CommitOffsets(ctx context.Context, partnerID, group string, offsets []GroupOffset) error {
+	if err := checkID("partner id", partnerID); err != nil {
+		return err
+	}
+	if err := checkText("group", group, true, maxGroupID); err != nil {
+		return err
+	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	seen := make(map[tp]bool, len(offsets))
+	for i, o := range offsets {
+		if err := checkText(fmt.Sprintf("offsets[%d] topic", i), o.Topic, true, maxOffsetTopic); err != nil {
+			return err
+		}
+		if o.Partition < 0 {
+			return invalid("offsets[%d] partition %d must be >= 0", i, o.Partition)
+		}
+		if len(o.Metadata) > maxOffsetMetadata {
+			return invalid("offsets[%d] metadata is %d bytes long, at most %d allowed", i, len(o.Metadata), maxOffsetMetadata)
+		}
+		k := tp{o.Topic, o.Partition}
+		if seen[k] {
+			return invalid("offsets[%d]: %s/%d is committed twice in one batch", i, o.Topic, o.Partition)
+		}
+		seen[k] = true
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	// One row order for every batch: concurrent commits of a group lock
+	// rows in the same order and cannot deadlock.
+	sorted := slices.Clone(offsets)
+	slices.SortFunc(sorted, func(a, b GroupOffset) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	now := e.clock()
+	return dbErr("commit offsets", e.inTx(ctx, func(t *txn) error {
+		for _, o := range sorted {
+			if _, err := t.exec(ctx, `INSERT INTO group_offsets (partner_id, group_id, topic, kafka_partition, committed_offset, metadata, committed_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)
+				ON CONFLICT (partner_id, group_id, topic, kafka_partition) DO UPDATE
+				SET committed_offset = excluded.committed_offset, metadata = excluded.metadata, committed_at = excluded.committed_at`,
+				partnerID, group, o.Topic, o.Partition, o.Offset, o.Metadata, e.b.ts(now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+func (e *engine) GroupOffsets(ctx context.Context, partnerID, group string) ([]GroupOffset, error) {
+	if err := checkID("partner id", partnerID); err != nil {
+		return nil, err
+	}
+	if err := checkText("group", group, true, maxGroupID); err != nil {
+		return nil, err
+	}
+	q, err := e.read()
+	if err != nil {
+		return nil, err
+	}
+	list, err := collect(ctx, q, func(r row) (GroupOffset, error) {
+		var o GroupOffset
+		err := r.Scan(&o.Topic, &o.Partition, &o.Offset, &o.Metadata, timeScan{&o.CommittedAt})
+		return o, err
+	}, `SELECT topic, kafka_partition, committed_offset, metadata, committed_at FROM group_offsets
+		WHERE partner_id = $1 AND group_id = $2`, partnerID, group)
+	// Sorted here: PostgreSQL's ORDER BY on text follows the database's
+	// collation, SQLite's compares bytes.
+	slices.SortFunc(list, func(a, b GroupOffset) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return list, dbErr("read group offsets", err)
+}

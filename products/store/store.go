@@ -92,6 +92,16 @@ type Store interface {
 	// them; shares older than fresh are ignored and eventually deleted.
 	ShareQuota(ctx context.Context, replica string, mine []QuotaShare, fresh time.Duration) ([]QuotaShare, error)
 
+	// CommitOffsets stores a Kafka consumer group's committed offsets
+	// (the Kafka front door), namespaced by partner, atomically: every
+	// offset is written or none is. A partition already committed is
+	// overwritten (last commit wins, as in Kafka). No change notification.
+	CommitOffsets(ctx context.Context, partnerID, group string, offsets []GroupOffset) error
+	// GroupOffsets returns every committed offset of a partner's group,
+	// sorted by topic and partition; none (an unknown group) is an empty
+	// list and no error.
+	GroupOffsets(ctx context.Context, partnerID, group string) ([]GroupOffset, error)
+
 	// Changes returns a feed of partner, key, plan and subscription changes
 	// made through any Store on the same database (every replica, for
 	// PostgreSQL; every Store of this process, for SQLite). Only changes
@@ -257,6 +267,17 @@ type QuotaShare struct {
 	Demand    float64   // records per second the replica's clients asked for, recently (>= 0)
 	Streams   int       // streams the replica has open (>= 0)
 	UpdatedAt time.Time // set by the store
+}
+
+// GroupOffset is a Kafka consumer group's committed position in one
+// partition of a virtual topic (the Kafka front door's topic: a product id).
+type GroupOffset struct {
+	Topic     string // non-empty, at most 249 bytes (Kafka's limit)
+	Partition int32  // >= 0
+	Offset    int64  // the next offset to consume, as the client committed it
+	Metadata  string // the client's commit metadata, at most 4096 bytes
+	// CommittedAt is set by the store.
+	CommittedAt time.Time
 }
 
 // ChangeKind says what changed.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,12 @@ type Store struct {
 	ready chan struct{}
 	errMu sync.Mutex
 	err   error
+
+	// OnChange, when set before Run, is called after each change applied
+	// once the store is ready (live changes, not the replay at start),
+	// with the subject and the tracked purposes it now opts out of. It
+	// runs on the reader's goroutine: it must not block.
+	OnChange func(subject []byte, optOuts []string)
 }
 
 // New creates a store reading topic. Only the given purposes (the ones
@@ -122,6 +129,20 @@ func (s *Store) apply(key, val []byte) error {
 	}
 	s.mu.Unlock()
 	s.applied.Add(1)
+	if s.OnChange != nil {
+		select {
+		case <-s.ready:
+			var outs []string
+			for p, b := range s.bits {
+				if bits&b != 0 {
+					outs = append(outs, p)
+				}
+			}
+			sort.Strings(outs)
+			s.OnChange(key, outs)
+		default:
+		}
+	}
 	return nil
 }
 

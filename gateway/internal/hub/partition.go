@@ -118,13 +118,16 @@ func (r *PartitionReader) Read(ctx context.Context, partition int32, offset int6
 // the offset is outside the window, or the ring lacks the partition.
 func (r *PartitionReader) fromRing(partition int32, offset int64, limit int) (res PartitionRead, caughtUp, direct bool) {
 	res.Next = offset
+	// The reader's position first: publish takes the product's lock and
+	// then the ring's, so taking them the other way round would deadlock.
+	at := r.p.position(partition)
 	r.ring.mu.RLock()
 	defer r.ring.mu.RUnlock()
 	if partition < 0 || int(partition) >= len(r.ring.parts) {
 		return res, false, true
 	}
 	pr := &r.ring.parts[partition]
-	res.High = max(r.p.position(partition), pr.hi)
+	res.High = max(at, pr.hi)
 	switch {
 	case offset < pr.lo, offset > pr.hi:
 		return res, false, true
