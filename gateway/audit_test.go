@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,6 +156,21 @@ func TestIntegrationAuditCompleteness(t *testing.T) {
 	c := generate.ConsentFor(msisdn, []string{"marketing"}, time.Now())
 	e.produceRaw(&kgo.Record{Topic: e.gw.ConsentTopic(), Key: c.Key, Value: c.Value})
 
+	// 5b. mvno-a creates an API key and revokes it (the API's path).
+	kreq, _ := http.NewRequest(http.MethodPost, e.base+"/v1/keys", strings.NewReader(`{"ttl_days":1}`))
+	kreq.Header.Set("Authorization", "Bearer "+e.token("mvno-a"))
+	kresp, err := http.DefaultClient.Do(kreq)
+	if err != nil || kresp.StatusCode != 201 {
+		t.Fatalf("create key: %v %v", err, kresp)
+	}
+	var nk struct{ ID, Secret string }
+	json.NewDecoder(kresp.Body).Decode(&nk)
+	kresp.Body.Close()
+	dreq, _ := http.NewRequest(http.MethodDelete, e.base+"/v1/keys/"+nk.ID, nil)
+	dreq.Header.Set("Authorization", "Bearer "+e.token("mvno-a"))
+	if dresp, err := http.DefaultClient.Do(dreq); err != nil || dresp.StatusCode != 204 {
+		t.Fatalf("revoke key: %v %v", err, dresp)
+	}
 	// 6. A policy reload: an edit of a policy file (a comment: a new
 	// revision, the same decisions).
 	contracts := filepath.Join(dir, "contracts.rego")
@@ -184,13 +201,17 @@ func TestIntegrationAuditCompleteness(t *testing.T) {
 		"delivery mvno-b cdr final=true records=0",
 		"stream-close sse mvno-b cdr reason=revoked",
 		"consent marketing",
+		"key created mvno-a  ->active by mvno-a",
+		"key revoked mvno-a  ->revoked by mvno-a",
 		"policy-reload",
 	}
 	var got []string
 	var raws [][]byte
+	var last []audit.Event
 	waitFor(t, 10*time.Second, func() bool {
 		var evs []audit.Event
 		raws, evs = auditEvents(t, e)
+		last = evs
 		got = got[:0]
 		for _, ev := range evs[len(before):] {
 			if ev.Kind == audit.KindCheckpoint || ev.Kind == audit.KindChainStart {
@@ -207,6 +228,24 @@ func TestIntegrationAuditCompleteness(t *testing.T) {
 	sort.Strings(sorted)
 	if strings.Join(got, "\n") != strings.Join(sorted, "\n") {
 		t.Fatalf("audit events:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(sorted, "\n  "))
+	}
+
+	// The reload names the edited file's new SHA-256; no key secret
+	// appears anywhere.
+	sum := sha256.Sum256(append(b, "\n# reviewed by the audit test\n"...))
+	var reloaded bool
+	for _, ev := range last[len(before):] {
+		if ev.Policy != nil && ev.Policy.Files["contracts.rego"] == hex.EncodeToString(sum[:]) {
+			reloaded = true
+		}
+	}
+	if !reloaded {
+		t.Fatal("no policy-reload event names contracts.rego's new SHA-256")
+	}
+	for i, raw := range raws {
+		if bytes.Contains(raw, []byte(nk.Secret)) {
+			t.Fatalf("event %d holds the API key's secret", i)
+		}
 	}
 
 	// The topic verifies with the key the gateway publishes.
@@ -418,5 +457,60 @@ func TestIntegrationKafkaAuditTopic(t *testing.T) {
 	p := resp.Topics[0].Partitions[0]
 	if p.ErrorCode != kerr.TopicAuthorizationFailed.Code || len(p.RecordBatches) != 0 {
 		t.Fatalf("fetch of audit by internal-noc: error %d, %d bytes of records; want TOPIC_AUTHORIZATION_FAILED and none", p.ErrorCode, len(p.RecordBatches))
+	}
+}
+
+// TestIntegrationAuditSummaries: a stream's deliveries are summarised at
+// least every summary interval, windows chain cursor to cursor, and their
+// records add up to what the client received.
+func TestIntegrationAuditSummaries(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Audit.SummaryInterval = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, r := e.streamAs(ctx, "/v1/products/network-quality/stream?from=latest", "internal-noc")
+	received := 0
+	for round := range 6 {
+		e.produce("network-quality", 5)
+		for got := 0; got < 5; {
+			ev, err := r.Next()
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if ev.Type == "record" {
+				got++
+			}
+		}
+		received += 5
+		time.Sleep(250 * time.Millisecond)
+	}
+	resp.Body.Close()
+	var sums []*audit.Delivery
+	waitFor(t, 10*time.Second, func() bool {
+		_, evs := auditEvents(t, e)
+		sums = sums[:0]
+		final := false
+		for _, ev := range evs {
+			if d := ev.Delivery; d != nil && d.Partner == "internal-noc" && d.Product == "network-quality" {
+				sums = append(sums, d)
+				final = final || d.Final
+			}
+		}
+		return final
+	}, "the stream's final summary")
+	if len(sums) < 4 {
+		t.Fatalf("%d summaries over ~1.5 s at a 300 ms interval, want at least 4", len(sums))
+	}
+	var total uint64
+	for i, d := range sums {
+		total += d.Records
+		if d.TotalRecords != total {
+			t.Fatalf("summary %d: total %d, windows add up to %d", i, d.TotalRecords, total)
+		}
+		if i > 0 && sums[i-1].Records > 0 && d.FirstCursor != sums[i-1].LastCursor {
+			t.Fatalf("summary %d starts at %s, the previous ended at %s", i, d.FirstCursor, sums[i-1].LastCursor)
+		}
+	}
+	if int(total) != received || !sums[len(sums)-1].Final {
+		t.Fatalf("summaries count %d records (last final=%v), the client received %d", total, sums[len(sums)-1].Final, received)
 	}
 }

@@ -367,7 +367,12 @@ func (d *delivery) summarise(ctx context.Context, final bool) error {
 		Records: d.records, Bytes: d.bytes, FirstCursor: d.first, LastCursor: d.last,
 		TotalRecords: d.totalRec, TotalBytes: d.totalBytes, Final: final}
 	d.mu.Unlock()
-	if err := d.a.log.Append(ctx, audit.Event{Kind: audit.KindDelivery, Delivery: &ev}); err != nil {
+	// Not cancelled with the request: a summary the client's leaving cut
+	// short could land and then be written again at close (Append is
+	// bounded by the ack timeout anyway). After a summary in doubt (not
+	// acknowledged in time, persisted later) the next one repeats its
+	// window; the totals are authoritative.
+	if err := d.a.log.Append(context.WithoutCancel(ctx), audit.Event{Kind: audit.KindDelivery, Delivery: &ev}); err != nil {
 		return err
 	}
 	d.mu.Lock()

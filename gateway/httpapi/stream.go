@@ -264,6 +264,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			buf = buf[:0]
 			continue
 		}
+		if n == 0 && aud != nil {
+			// An idle stream is summarised on time too (an empty window);
+			// a failure here only matters for the next batch, which waits.
+			_ = aud.Cover(ctx)
+		}
 		if n > 0 && acc.Quota != nil {
 			// The plan's rate: the batch waits its turn (never dropped).
 			if err := pace(ctx, acc.Quota, n, size); err != nil {
