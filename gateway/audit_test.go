@@ -280,40 +280,7 @@ func TestIntegrationAuditFailClosed(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	topic := e.gw.AuditTopic()
-	// Produce v13+ names topics by id: learn the audit topic's.
-	acl, err := kgo.NewClient(kgo.SeedBrokers(e.gw.KafkaAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	td, err := kadm.NewClient(acl).ListTopics(ctx, topic)
-	acl.Close()
-	if err != nil || td[topic].Err != nil {
-		t.Fatalf("audit topic: %v %v", err, td)
-	}
-	topicID := td[topic].ID
-	var failing atomic.Bool
-	cl := e.gw.EmbeddedBroker()
-	cl.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		cl.KeepControl()
-		pr := req.(*kmsg.ProduceRequest)
-		if !failing.Load() || len(pr.Topics) == 0 || (pr.Topics[0].Topic != topic && pr.Topics[0].TopicID != topicID) {
-			return nil, nil, false
-		}
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, p := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = p.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	failing := auditFault(t, e)
 
 	sresp, sr := e.streamAs(ctx, "/v1/products/network-quality/stream?from=latest", "internal-noc")
 	defer sresp.Body.Close()
@@ -512,5 +479,89 @@ func TestIntegrationAuditSummaries(t *testing.T) {
 	}
 	if int(total) != received || !sums[len(sums)-1].Final {
 		t.Fatalf("summaries count %d records (last final=%v), the client received %d", total, sums[len(sums)-1].Final, received)
+	}
+}
+
+// auditFault makes the embedded broker answer produce requests to the
+// audit topic with TOPIC_AUTHORIZATION_FAILED while the returned flag is
+// set: a fault at the protocol level, the gateway's code untouched.
+func auditFault(t *testing.T, e *env) *atomic.Bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topic := e.gw.AuditTopic()
+	// Produce v13+ names topics by id: learn the audit topic's.
+	acl, err := kgo.NewClient(kgo.SeedBrokers(e.gw.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, err := kadm.NewClient(acl).ListTopics(ctx, topic)
+	acl.Close()
+	if err != nil || td[topic].Err != nil {
+		t.Fatalf("audit topic: %v %v", err, td)
+	}
+	topicID := td[topic].ID
+	failing := new(atomic.Bool)
+	cl := e.gw.EmbeddedBroker()
+	cl.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if !failing.Load() || len(pr.Topics) == 0 || (pr.Topics[0].Topic != topic && pr.Topics[0].TopicID != topicID) {
+			return nil, nil, false
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	return failing
+}
+
+// TestIntegrationKafkaAuditFailClosed: the Kafka front door fails closed
+// too: while the audit trail cannot persist, a consumer's fetches get a
+// retriable error and no record; after recovery it goes on with no gap.
+func TestIntegrationKafkaAuditFailClosed(t *testing.T) {
+	e := newEnv(t, withEmbedded, withKafkaFrontDoor(t), func(c *gateway.Config) {
+		c.Audit.AckTimeout = 500 * time.Millisecond
+	})
+	failing := auditFault(t, e)
+	cl := e.kafkaClient(kafkaOAuth(e.token("internal-noc")), kgo.ConsumeTopics("network-quality"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.RetryTimeout(time.Minute))
+	e.produce("network-quality", 5)
+	first := readKafka(t, cl, 5, 20*time.Second)
+
+	failing.Store(true)
+	// The next access decision fails and the trail turns unhealthy.
+	e.problem("/v1/products/network-quality/records", 503, "urn:sluice:problem:audit-unavailable")
+	e.produce("network-quality", 5)
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	fs := cl.PollFetches(pctx)
+	pcancel()
+	if n := len(fs.Records()); n > 0 {
+		t.Fatalf("%d records delivered over Kafka while the audit trail was down", n)
+	}
+
+	failing.Store(false)
+	rest := readKafka(t, cl, 5, 20*time.Second)
+	seen := map[string]bool{}
+	for _, r := range append(first, rest...) {
+		k := fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+		if seen[k] {
+			t.Fatalf("record %s twice", k)
+		}
+		seen[k] = true
+	}
+	if len(seen) != 10 {
+		t.Fatalf("%d distinct records after recovery, want 10", len(seen))
 	}
 }

@@ -609,7 +609,7 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 		err = aud.Cover(ctx)
 	}
 	if err != nil {
-		return kafkaproxy.FetchResult{}, fmt.Errorf("audit trail unavailable: %w", err)
+		return kafkaproxy.FetchResult{}, fmt.Errorf("audit trail unavailable (retriable): %v", err) // %v: not the trail's own Kafka error code
 	}
 	empty := func() (kafkaproxy.FetchResult, error) {
 		s.mu.Lock()
@@ -657,6 +657,13 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 		return kafkaproxy.FetchResult{}, kafkaUpstreamErr(err)
 	}
 
+	// The trail may have failed while the read waited: then nothing goes
+	// out (the client retries; its offset is unchanged).
+	if aud != nil {
+		if err := s.g.audit.Healthy(); err != nil {
+			return kafkaproxy.FetchResult{}, fmt.Errorf("audit trail unavailable (retriable): %v", err) // %v: not the trail's own Kafka error code
+		}
+	}
 	// The records the view keeps, cut at the client's byte limit (never
 	// before the first record) and the monthly quota.
 	out := kafkaproxy.FetchResult{Next: res.Next, HighWatermark: res.High}
@@ -910,7 +917,7 @@ func (s *kafkaSession) auditAdmit(ctx context.Context) error {
 	}
 	if err := s.g.audit.decision(ctx, audit.Access{Allowed: true, Partner: s.partner.ID, Purpose: products.PurposeRegulatory,
 		Door: "audit-kafka", Revision: s.g.engine.Revision()}); err != nil {
-		return fmt.Errorf("audit trail unavailable: %w", err)
+		return fmt.Errorf("audit trail unavailable (retriable): %v", err) // %v: not the trail's own Kafka error code
 	}
 	s.mu.Lock()
 	s.auditRead = true
