@@ -65,6 +65,8 @@ type Gateway struct {
 	limits   *limiter
 	audit    *auditor
 
+	schemaIDs *schemaIDs // registry ids of view schemas (Kafka Avro output)
+
 	streams       context.Context
 	cancelStreams context.CancelFunc
 }
@@ -170,6 +172,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.access = newAccess(g.verifier, g.partners, g.engine, g.consent, secret, layouts)
 	g.access.log = cfg.Logger
 	g.access.store = g.store
+	g.schemaIDs = newSchemaIDs(g.store)
 	g.limits = newLimiter(g.store, cfg.Replica, strings.HasPrefix(cfg.Store, "postgres"), g.metrics, cfg.Logger)
 	g.access.limits = g.limits
 	g.access.audit = g.audit
@@ -188,6 +191,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Keys:          &keys{store: g.store, partners: g.partners, audit: g.audit},
 		Audit:         g.audit,
 		AuditReader:   newAuditReader(g),
+		Registry:      registry{g},
 	})
 	if g.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fail(fmt.Errorf("http: listen on %s: %w (use --http to pick another address)", cfg.HTTPAddr, err))

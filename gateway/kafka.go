@@ -36,8 +36,11 @@ import (
 //     access.plan, as a request without ?purpose=), named by the product id;
 //   - records: the partner's compiled view (rows filtered out are offset
 //     gaps, fields masked), read through the hub's shared ring
-//     (hub.PartitionReader), values byte-identical to SSE's data: lines; no
-//     keys (an upstream key is often a subscriber identifier);
+//     (hub.PartitionReader), values byte-identical to SSE's data: lines, or,
+//     for a subscription whose kafka_format is avro, the same values in
+//     Schema Registry wire format (view.Avro, its own ring; schemas served
+//     at /schema-registry, see schemaregistry.go); no keys (an upstream key
+//     is often a subscriber identifier);
 //   - plans: the subscription's limiter quota (rate, concurrent streams,
 //     monthly quota) and usage metering, as SSE;
 //   - revocation: every session re-checks on access.changed() and ends
@@ -156,6 +159,7 @@ type kafkaTopic struct {
 	allowed    bool
 	purpose    string
 	view       *view.Governed
+	out        view.View     // what records are encoded by: view (json) or its Avro form
 	quota      httpapi.Quota // nil: unlimited (no limiter)
 	partitions int32
 
@@ -285,6 +289,7 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 		allowed    bool
 		purpose    string
 		view       *view.Governed
+		out        view.View
 		quota      httpapi.Quota
 		partitions int32
 	}
@@ -302,7 +307,11 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 		if pl.view == nil {
 			continue
 		}
-		d := decision{allowed: true, purpose: sub.Purpose, view: pl.view}
+		out, err := s.g.kafkaOutput(ctx, pl.view, sub.KafkaFormat)
+		if err != nil {
+			return fmt.Errorf("%s output of %s: %w", sub.KafkaFormat, t.product.ID, err)
+		}
+		d := decision{allowed: true, purpose: sub.Purpose, view: pl.view, out: out}
 		if a.limits != nil {
 			plan, err := a.limits.plan(ctx, sub.PlanID)
 			if err == nil {
@@ -332,10 +341,10 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 			withdrawn = append(withdrawn, name)
 		}
 		t.allowed, t.purpose, t.quota, t.partitions = d.allowed, d.purpose, d.quota, d.partitions
-		if d.view != nil && (t.view == nil || t.view.Key() != d.view.Key()) {
-			s.retireReader(t) // a new plan: the next read switches at the client's offsets
+		if d.out != nil && (t.out == nil || t.out.Key() != d.out.Key()) {
+			s.retireReader(t) // a new plan or format: the next read switches at the client's offsets
 		}
-		t.view = d.view
+		t.view, t.out = d.view, d.out
 	}
 	s.checked = time.Now()
 	if len(withdrawn) > 0 {
@@ -546,7 +555,7 @@ func (s *kafkaSession) refuse(t *kafkaTopic, q httpapi.Quota, limit string, args
 // the first read or after a plan change.
 func (s *kafkaSession) acquireReader(ctx context.Context, t *kafkaTopic) (*kafkaReader, error) {
 	s.mu.Lock()
-	v := t.view
+	v := t.out
 	if r := t.reader; r != nil && v != nil && r.key == v.Key() {
 		r.refs++
 		s.mu.Unlock()

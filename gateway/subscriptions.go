@@ -36,7 +36,7 @@ func apiPlan(p store.Plan) httpapi.Plan {
 func apiSubscription(s store.Subscription) httpapi.Subscription {
 	return httpapi.Subscription{
 		ID: s.ID, Partner: s.PartnerID, Product: s.Product, Purpose: s.Purpose, Plan: s.PlanID,
-		State: string(s.State), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+		State: string(s.State), KafkaFormat: s.KafkaFormat, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
 	}
 }
 
@@ -70,7 +70,7 @@ func (s *subscriptions) Plans(ctx context.Context) ([]httpapi.Plan, error) {
 	return out, nil
 }
 
-func (s *subscriptions) Create(ctx context.Context, partner, product, purpose, plan string) (httpapi.Subscription, error) {
+func (s *subscriptions) Create(ctx context.Context, partner, product, purpose, plan, kafkaFormat string) (httpapi.Subscription, error) {
 	if plan == "" {
 		ps, err := s.store.Plans(ctx)
 		if err != nil {
@@ -92,12 +92,12 @@ func (s *subscriptions) Create(ctx context.Context, partner, product, purpose, p
 	if err := s.audit.ready(); err != nil {
 		return httpapi.Subscription{}, err
 	}
-	sub, err := s.store.CreateSubscription(ctx, partner, product, purpose, plan, partner)
+	sub, err := s.store.CreateSubscription(ctx, partner, product, purpose, plan, partner, store.WithKafkaFormat(kafkaFormat))
 	if err != nil {
 		return httpapi.Subscription{}, apiError(err)
 	}
 	s.audit.change(ctx, audit.KindSubscription, audit.Lifecycle{ID: sub.ID, Partner: partner, Product: product,
-		Action: "requested", To: string(sub.State), Actor: partner, Reason: "purpose " + purpose + ", plan " + plan})
+		Action: "requested", To: string(sub.State), Actor: partner, Reason: "purpose " + purpose + ", plan " + plan + ", kafka_format " + sub.KafkaFormat})
 	return apiSubscription(sub), nil
 }
 
@@ -141,6 +141,32 @@ func (s *subscriptions) Transition(ctx context.Context, id, action, actor, reaso
 			}
 		}
 		return httpapi.Subscription{}, apiError(err)
+	}
+	return apiSubscription(sub), nil
+}
+
+func (s *subscriptions) SetKafkaFormat(ctx context.Context, id, format, actor string) (httpapi.Subscription, error) {
+	if err := s.audit.ready(); err != nil {
+		return httpapi.Subscription{}, err
+	}
+	before, err := s.store.Subscription(ctx, id)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return httpapi.Subscription{}, httpapi.ErrNotFound
+		}
+		return httpapi.Subscription{}, apiError(err)
+	}
+	sub, err := s.store.SetKafkaFormat(ctx, id, format, actor)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return httpapi.Subscription{}, fmt.Errorf("%w: %v", httpapi.ErrInvalid, err)
+		}
+		return httpapi.Subscription{}, apiError(err)
+	}
+	if before.KafkaFormat != sub.KafkaFormat {
+		s.audit.change(ctx, audit.KindSubscription, audit.Lifecycle{ID: sub.ID, Partner: sub.PartnerID, Product: sub.Product,
+			Action: string(store.ActionSetKafkaFormat), From: string(sub.State), To: string(sub.State), Actor: actor,
+			Reason: "kafka_format " + before.KafkaFormat + " -> " + sub.KafkaFormat})
 	}
 	return apiSubscription(sub), nil
 }

@@ -73,6 +73,7 @@
 //	layout.go   Layout, Field, Record, schema classification
 //	compile.go  NewDecoder: resolution into per-field ops and JSON nodes
 //	decode.go   Decoder.Decode and the Avro binary reader
+//	encode.go   FieldEncoder: Values back to Avro binary (views in Avro), wire format header
 //	defaults.go field defaults as Values and JSON
 //	decimal.go  decimal text without math/big
 //	json.go     JSON helpers, RFC 3339 formatting

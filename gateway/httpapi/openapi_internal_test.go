@@ -9,6 +9,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -86,6 +87,13 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 					continue // promhttp's own errors are text/plain
 				}
 				ct := ref.Value.Content
+				if strings.HasPrefix(path, "/schema-registry/") {
+					// The registry's clients parse its own error shape.
+					if len(ct) != 1 || ct[srContentType] == nil || !oaRefersTo(ct[srContentType].Schema, "#/components/schemas/RegistryError") {
+						t.Errorf("%s: response %s must be %s RegistryError only, has %v", where, code, srContentType, ct)
+					}
+					continue
+				}
 				if len(ct) != 1 || ct["application/problem+json"] == nil {
 					t.Errorf("%s: response %s must be application/problem+json only, has %v", where, code, ct)
 					continue
@@ -245,6 +253,19 @@ func TestOpenAPISecurity(t *testing.T) {
 			reqs := doc.Security
 			if op.Security != nil {
 				reqs = *op.Security
+			}
+			if strings.HasPrefix(path, "/schema-registry/") {
+				// The registry takes a bearer token or API key, or basic
+				// auth with an API key (what registry clients send), and
+				// answers in its own error shape.
+				want := openapi3.SecurityRequirements{{"bearerAuth": {}}, {"basicAuth": {}}}
+				if fmt.Sprint(reqs) != fmt.Sprint(want) {
+					t.Errorf("%s: security %v, want %v", where, reqs, want)
+				}
+				if r401 := op.Responses.Status(401); r401 == nil || r401.Value == nil || r401.Value.Headers["WWW-Authenticate"] == nil {
+					t.Errorf("%s: no 401 with a WWW-Authenticate header", where)
+				}
+				continue
 			}
 			secured := len(reqs) > 0
 			for _, r := range reqs {

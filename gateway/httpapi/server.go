@@ -78,6 +78,10 @@ type Config struct {
 	// AuditReader serves the audit trail to regulators (GET /v1/audit,
 	// /v1/audit/stream, /v1/audit/keys); nil answers 404.
 	AuditReader AuditReader
+	// Registry serves the view schemas of partners' Avro topics at
+	// /schema-registry (a read-only Schema Registry); nil: every subject
+	// is unknown.
+	Registry SchemaRegistry
 	// Checks are further readiness checks (policy, consent); nil is healthy.
 	Checks func() map[string]error
 }
@@ -118,6 +122,7 @@ func New(cfg Config) *Server {
 	}
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
+	r.Mount("/schema-registry", s.schemaRegistry())
 	r.Route("/v1", func(r chi.Router) {
 		r.Get("/openapi.json", s.openapi)
 		r.Get("/products", s.listProducts)
@@ -132,6 +137,7 @@ func New(cfg Config) *Server {
 		r.Get("/subscriptions", s.listSubscriptions)
 		r.Post("/subscriptions", s.createSubscription)
 		r.Get("/subscriptions/{id}", s.getSubscription)
+		r.Patch("/subscriptions/{id}", s.patchSubscription)
 		r.Post("/subscriptions/{id}/{action}", s.transitionSubscription)
 		r.Get("/keys", s.listKeys)
 		r.Post("/keys", s.createKey)

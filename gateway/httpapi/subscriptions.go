@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,15 +31,21 @@ type Plan struct {
 // Subscription is a partner's standing access to one product for one
 // purpose under a plan, as the API shows it.
 type Subscription struct {
-	ID        string    `json:"id"`
-	Partner   string    `json:"partner"`
-	Product   string    `json:"product"`
-	Purpose   string    `json:"purpose"`
-	Plan      string    `json:"plan"`
-	State     string    `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID      string `json:"id"`
+	Partner string `json:"partner"`
+	Product string `json:"product"`
+	Purpose string `json:"purpose"`
+	Plan    string `json:"plan"`
+	State   string `json:"state"`
+	// KafkaFormat is how the Kafka front door encodes the values: "json"
+	// or "avro" (Schema Registry wire format; schemas at /schema-registry).
+	KafkaFormat string    `json:"kafka_format"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
+
+// KafkaFormats are the values of Subscription.KafkaFormat.
+var KafkaFormats = []string{"json", "avro"}
 
 // Errors a SubscriptionService returns for the API to branch on; anything
 // else is a server failure.
@@ -73,8 +80,10 @@ type SubscriptionService interface {
 	// Plans lists every plan.
 	Plans(ctx context.Context) ([]Plan, error)
 	// Create requests product for purpose under plan ("" for the default
-	// plan) on behalf of partner.
-	Create(ctx context.Context, partner, product, purpose, plan string) (Subscription, error)
+	// plan) on behalf of partner, with a Kafka value format ("" for json).
+	Create(ctx context.Context, partner, product, purpose, plan, kafkaFormat string) (Subscription, error)
+	// SetKafkaFormat changes a subscription's Kafka value format as actor.
+	SetKafkaFormat(ctx context.Context, id, format, actor string) (Subscription, error)
 	// List returns the partner's subscriptions ("": every partner's),
 	// oldest first.
 	List(ctx context.Context, partner string) ([]Subscription, error)
@@ -166,9 +175,10 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Product string `json:"product"`
-		Purpose string `json:"purpose"`
-		Plan    string `json:"plan"`
+		Product     string `json:"product"`
+		Purpose     string `json:"purpose"`
+		Plan        string `json:"plan"`
+		KafkaFormat string `json:"kafka_format"`
 	}
 	if !readBody(w, r, &req) {
 		return
@@ -184,7 +194,11 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request) {
 		bad("purpose " + quote(req.Purpose) + " is not one of billing, fraud-prevention, network-analytics, marketing, regulatory")
 		return
 	}
-	sub, err := svc.Create(r.Context(), acc.Partner, req.Product, req.Purpose, req.Plan)
+	if req.KafkaFormat != "" && !slices.Contains(KafkaFormats, req.KafkaFormat) {
+		bad("kafka_format " + quote(req.KafkaFormat) + " is not one of json, avro")
+		return
+	}
+	sub, err := svc.Create(r.Context(), acc.Partner, req.Product, req.Purpose, req.Plan, req.KafkaFormat)
 	if err != nil {
 		writeProblem(w, r, s.serviceProblem(r, err))
 		return
@@ -236,6 +250,45 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 	if err == nil && sub.Partner != acc.Partner && !svc.Admin(acc.Partner) {
 		err = ErrNotFound // another partner's: not revealed
 	}
+	if err != nil {
+		writeProblem(w, r, s.serviceProblem(r, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, sub)
+}
+
+// patchSubscription changes what a subscription's holder or the admin may
+// change without a new approval: today its Kafka value format.
+func (s *Server) patchSubscription(w http.ResponseWriter, r *http.Request) {
+	svc, acc, ok := s.subscriptions(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "id")
+	sub, err := svc.Get(r.Context(), id)
+	if err == nil && sub.Partner != acc.Partner && !svc.Admin(acc.Partner) {
+		err = ErrNotFound // another partner's: not revealed
+	}
+	if err != nil {
+		writeProblem(w, r, s.serviceProblem(r, err))
+		return
+	}
+	var req struct {
+		KafkaFormat *string `json:"kafka_format"`
+	}
+	if !readBody(w, r, &req) {
+		return
+	}
+	if req.KafkaFormat == nil || !slices.Contains(KafkaFormats, *req.KafkaFormat) {
+		got := "missing"
+		if req.KafkaFormat != nil {
+			got = quote(*req.KafkaFormat)
+		}
+		writeProblem(w, r, newProblem(ProblemInvalidRequest, http.StatusBadRequest,
+			"kafka_format is "+got+"; want {\"kafka_format\": \"json\"} or {\"kafka_format\": \"avro\"}"))
+		return
+	}
+	sub, err = svc.SetKafkaFormat(r.Context(), id, *req.KafkaFormat, acc.Partner)
 	if err != nil {
 		writeProblem(w, r, s.serviceProblem(r, err))
 		return

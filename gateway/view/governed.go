@@ -29,6 +29,7 @@ type Governed struct {
 	subject int // field index of the consent subject, -1 if none
 	fields  []outField
 	schema  json.RawMessage
+	avro    avroPlan // the Avro encoders, compiled at the first NewAvro
 }
 
 type outField struct {
@@ -188,14 +189,8 @@ func (g *Governed) Schema() json.RawMessage { return g.schema }
 
 // Append implements View.
 func (g *Governed) Append(dst []byte, rec *schemas.Record, m Meta) ([]byte, bool) {
-	if g.row != nil && !g.row(rec) {
+	if !g.admit(rec) {
 		return dst, false
-	}
-	if g.consent != nil {
-		v := &rec.Values[g.subject]
-		if v.Kind == schemas.KindNull || g.consent(v.Bytes) {
-			return dst, false // no subject or opted out: withheld
-		}
 	}
 	sep := byte('{')
 	for i := range g.fields {
@@ -222,6 +217,20 @@ func (g *Governed) Append(dst []byte, rec *schemas.Record, m Meta) ([]byte, bool
 	return AppendMeta(dst, m), true
 }
 
+// admit applies the row predicate and the consent check.
+func (g *Governed) admit(rec *schemas.Record) bool {
+	if g.row != nil && !g.row(rec) {
+		return false
+	}
+	if g.consent != nil {
+		v := &rec.Values[g.subject]
+		if v.Kind == schemas.KindNull || g.consent(v.Bytes) {
+			return false // no subject or opted out: withheld
+		}
+	}
+	return true
+}
+
 func (g *Governed) appendMasked(dst []byte, f *outField, rec *schemas.Record, v *schemas.Value) []byte {
 	switch f.out {
 	case masking.KindString:
@@ -246,17 +255,7 @@ func (g *Governed) appendMasked(dst []byte, f *outField, rec *schemas.Record, v 
 		out := schemas.Value{Kind: v.Kind, Int: f.t.Int(v.Int)}
 		return schemas.AppendJSONValue(dst, &out)
 	case masking.KindFloat:
-		x := v.Float
-		if f.pair >= 0 {
-			o := rec.Values[f.pair].Float
-			if f.isLat {
-				x, _ = f.t.LatLon(x, o)
-			} else {
-				_, x = f.t.LatLon(o, x)
-			}
-		} else {
-			x = f.t.Float(x)
-		}
+		x := maskFloat(f, rec, v)
 		if math.IsNaN(x) {
 			return append(dst, "null"...)
 		}
@@ -264,6 +263,22 @@ func (g *Governed) appendMasked(dst []byte, f *outField, rec *schemas.Record, v 
 		return schemas.AppendJSONValue(dst, &out)
 	}
 	return append(dst, "null"...)
+}
+
+// maskFloat applies a float transform (generalise-location takes the
+// other coordinate too).
+func maskFloat(f *outField, rec *schemas.Record, v *schemas.Value) float64 {
+	x := v.Float
+	if f.pair >= 0 {
+		o := rec.Values[f.pair].Float
+		if f.isLat {
+			x, _ = f.t.LatLon(x, o)
+		} else {
+			_, x = f.t.LatLon(o, x)
+		}
+		return x
+	}
+	return f.t.Float(x)
 }
 
 func needsEscape(b []byte) bool {

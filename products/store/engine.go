@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -594,20 +596,20 @@ func (e *engine) Plans(ctx context.Context) ([]Plan, error) {
 
 // ------------------------------------------------------------- subscriptions
 
-const subCols = `id, partner_id, product, purpose, plan_id, state, created_at, updated_at`
+const subCols = `id, partner_id, product, purpose, plan_id, state, created_at, updated_at, kafka_format`
 
 func scanSub(r row) (Subscription, error) {
 	var s Subscription
 	var state string
 	if err := r.Scan(&s.ID, &s.PartnerID, &s.Product, &s.Purpose, &s.PlanID, &state,
-		timeScan{&s.CreatedAt}, timeScan{&s.UpdatedAt}); err != nil {
+		timeScan{&s.CreatedAt}, timeScan{&s.UpdatedAt}, &s.KafkaFormat); err != nil {
 		return Subscription{}, err
 	}
 	s.State = State(state)
 	return s, nil
 }
 
-func (e *engine) CreateSubscription(ctx context.Context, partnerID, product, purpose, planID, actor string) (Subscription, error) {
+func (e *engine) CreateSubscription(ctx context.Context, partnerID, product, purpose, planID, actor string, opts ...SubscriptionOption) (Subscription, error) {
 	if err := checkID("partner id", partnerID); err != nil {
 		return Subscription{}, err
 	}
@@ -627,7 +629,13 @@ func (e *engine) CreateSubscription(ctx context.Context, partnerID, product, pur
 	}
 	now := e.clock()
 	s := Subscription{ID: newID("sub_"), PartnerID: partnerID, Product: product, Purpose: purpose,
-		PlanID: planID, State: StateRequested, CreatedAt: now, UpdatedAt: now}
+		PlanID: planID, State: StateRequested, KafkaFormat: KafkaFormatJSON, CreatedAt: now, UpdatedAt: now}
+	for _, o := range opts {
+		o(&s)
+	}
+	if !ValidKafkaFormat(s.KafkaFormat) {
+		return Subscription{}, invalid("kafka format %q (want json or avro)", s.KafkaFormat)
+	}
 	err := e.inTx(ctx, func(t *txn) error {
 		if err := mustExist(ctx, t, "partner", `SELECT 1 FROM partners WHERE id = $1`, partnerID); err != nil {
 			return err
@@ -654,8 +662,8 @@ func (e *engine) CreateSubscription(ctx context.Context, partnerID, product, pur
 			return err
 		}
 		ts := e.b.ts(now)
-		if _, err := t.exec(ctx, `INSERT INTO subscriptions (`+subCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`,
-			s.ID, s.PartnerID, s.Product, s.Purpose, s.PlanID, string(s.State), ts); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO subscriptions (`+subCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)`,
+			s.ID, s.PartnerID, s.Product, s.Purpose, s.PlanID, string(s.State), ts, s.KafkaFormat); err != nil {
 			if e.b.isUnique(err) { // a concurrent request won the race
 				return fmt.Errorf("%w: partner %s already holds a subscription for %s (%s)", ErrConflict, partnerID, product, purpose)
 			}
@@ -1085,4 +1093,81 @@ func (e *engine) GroupOffsets(ctx context.Context, partnerID, group string) ([]G
 		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return list, dbErr("read group offsets", err)
+}
+
+// ------------------------------------------------------------- kafka format and schemas
+
+func (e *engine) SetKafkaFormat(ctx context.Context, subID, format, actor string) (Subscription, error) {
+	if !ValidKafkaFormat(format) {
+		return Subscription{}, invalid("kafka format %q (want json or avro)", format)
+	}
+	if err := checkText("actor", actor, true, 200); err != nil {
+		return Subscription{}, err
+	}
+	var s Subscription
+	err := e.inTx(ctx, func(t *txn) error {
+		var err error
+		s, err = scanSub(t.queryRow(ctx, `SELECT `+subCols+` FROM subscriptions WHERE id = $1`+e.b.forUpdate(), subID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: subscription %q", ErrNotFound, subID)
+		}
+		if err != nil || s.KafkaFormat == format {
+			return err
+		}
+		now := e.clock()
+		ts := e.b.ts(now)
+		if err := insertHistory(ctx, t, subID, step{ActionSetKafkaFormat, s.State, s.State}, actor,
+			"kafka_format "+s.KafkaFormat+" -> "+format, ts); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE subscriptions SET kafka_format = $2, updated_at = $3 WHERE id = $1`,
+			subID, format, ts); err != nil {
+			return err
+		}
+		s.KafkaFormat, s.UpdatedAt = format, now
+		t.changed(ChangeSubscription, subID)
+		return nil
+	})
+	if err != nil {
+		return Subscription{}, dbErr("set kafka format of subscription "+subID, err)
+	}
+	return s, nil
+}
+
+// maxSchemaText bounds a registered schema's text.
+const maxSchemaText = 1 << 20
+
+func (e *engine) RegisterSchema(ctx context.Context, schema string) (int, error) {
+	if schema == "" || len(schema) > maxSchemaText {
+		return 0, invalid("schema text of %d bytes (want 1 to %d)", len(schema), maxSchemaText)
+	}
+	sum := sha256.Sum256([]byte(schema))
+	digest := hex.EncodeToString(sum[:])
+	var id int64
+	err := e.inTx(ctx, func(t *txn) error {
+		// Insert-if-absent, then read: of two replicas registering the same
+		// text at once, one inserts and both read its id.
+		if _, err := t.exec(ctx, `INSERT INTO registered_schemas (sha256, schema_text, created_at) VALUES ($1, $2, $3)
+			ON CONFLICT (sha256) DO NOTHING`, digest, schema, e.b.ts(e.clock())); err != nil {
+			return err
+		}
+		return t.queryRow(ctx, `SELECT id FROM registered_schemas WHERE sha256 = $1`, digest).Scan(&id)
+	})
+	if err != nil {
+		return 0, dbErr("register schema", err)
+	}
+	return int(id), nil
+}
+
+func (e *engine) Schema(ctx context.Context, id int) (string, error) {
+	q, err := e.read()
+	if err != nil {
+		return "", err
+	}
+	var text string
+	err = q.queryRow(ctx, `SELECT schema_text FROM registered_schemas WHERE id = $1`, int64(id)).Scan(&text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%w: schema id %d", ErrNotFound, id)
+	}
+	return text, dbErr(fmt.Sprintf("read schema %d", id), err)
 }

@@ -44,6 +44,9 @@ const (
 	ActionSuspend  Action = "suspend"
 	ActionResume   Action = "resume"
 	ActionRevoke   Action = "revoke"
+	// ActionSetKafkaFormat is recorded in history by SetKafkaFormat; it
+	// changes no state and is not a Transition action.
+	ActionSetKafkaFormat Action = "set-kafka-format"
 )
 
 // Valid reports whether a is an action Transition accepts.

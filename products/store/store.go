@@ -61,7 +61,15 @@ type Store interface {
 	// ErrNotFound if the partner or plan does not exist; ErrConflict if the
 	// partner already holds an open (not rejected, not revoked)
 	// subscription for the same product and purpose.
-	CreateSubscription(ctx context.Context, partnerID, product, purpose, planID, actor string) (Subscription, error)
+	// Options: WithKafkaFormat (default KafkaFormatJSON).
+	CreateSubscription(ctx context.Context, partnerID, product, purpose, planID, actor string, opts ...SubscriptionOption) (Subscription, error)
+	// SetKafkaFormat sets the Kafka front door's value format of a
+	// subscription (KafkaFormatJSON or KafkaFormatAvro), in any state, and
+	// records it in the history (action ActionSetKafkaFormat, from and to
+	// the current state, reason "kafka_format <old> -> <new>"). Setting the
+	// format it already has changes nothing. ErrNotFound if there is no
+	// such subscription, ErrInvalid for another format.
+	SetKafkaFormat(ctx context.Context, subID, format, actor string) (Subscription, error)
 	// Transition applies an action to a subscription atomically and returns
 	// it as it now is. An action the current state does not allow fails
 	// with a *TransitionError (errors.Is ErrIllegalTransition). See the
@@ -101,6 +109,16 @@ type Store interface {
 	// sorted by topic and partition; none (an unknown group) is an empty
 	// list and no error.
 	GroupOffsets(ctx context.Context, partnerID, group string) ([]GroupOffset, error)
+
+	// RegisterSchema registers a (view) schema's text and returns its id:
+	// the same text always gets the same id, on every replica and across
+	// restarts; ids are positive and grow in registration order. The text
+	// is stored as given (at most 1 MiB); callers register a canonical
+	// form so equal schemas have equal text.
+	RegisterSchema(ctx context.Context, schema string) (int, error)
+	// Schema returns a registered schema's text; ErrNotFound if no schema
+	// has that id.
+	Schema(ctx context.Context, id int) (string, error)
 
 	// Changes returns a feed of partner, key, plan and subscription changes
 	// made through any Store on the same database (every replica, for
@@ -206,8 +224,37 @@ type Subscription struct {
 	Purpose   string // one of the products.Purpose* constants
 	PlanID    string
 	State     State
-	CreatedAt time.Time
-	UpdatedAt time.Time // time of the last transition
+	// KafkaFormat is how the Kafka front door encodes this subscription's
+	// record values: KafkaFormatJSON (default) or KafkaFormatAvro.
+	KafkaFormat string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time // time of the last transition or format change
+}
+
+// Kafka front door value formats of a subscription.
+const (
+	// KafkaFormatJSON: each value is the view's JSON object, byte for byte
+	// what SSE sends.
+	KafkaFormatJSON = "json"
+	// KafkaFormatAvro: each value is Schema Registry wire format (magic 0,
+	// 4-byte schema id, Avro binary) of the view's schema.
+	KafkaFormatAvro = "avro"
+)
+
+// ValidKafkaFormat reports whether f is one of the KafkaFormat* constants.
+func ValidKafkaFormat(f string) bool { return f == KafkaFormatJSON || f == KafkaFormatAvro }
+
+// SubscriptionOption sets an optional property of a new subscription.
+type SubscriptionOption func(*Subscription)
+
+// WithKafkaFormat requests a Kafka front door value format
+// (KafkaFormatJSON or KafkaFormatAvro; "" keeps the default, json).
+func WithKafkaFormat(format string) SubscriptionOption {
+	return func(s *Subscription) {
+		if format != "" {
+			s.KafkaFormat = format
+		}
+	}
 }
 
 // Filter selects subscriptions; empty fields match everything.
