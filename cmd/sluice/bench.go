@@ -42,7 +42,19 @@ Measures sluice end to end, in one run:
      with from=latest, a producer writes --rate records/s for --duration with
      the Kafka timestamp set to the produce time, and every subscriber
      measures receive time minus the record's _timestamp: delivered
-     records/s and p50/p90/p99/p99.9/max latency.
+     records/s and p50/p90/p99/p99.9/max latency;
+  4. wire (not in the default --phases): the Kafka front door against the
+     upstream broker. One franz-go consumer (same fetch options, one client,
+     no group, from the start) reads the N records twice, --repeat times
+     alternating: direct from the upstream broker (raw values, no decode),
+     and through the front door as --wire-partner (SASL, TLS by default)
+     receiving that partner's governed view (rows filtered, fields masked,
+     JSON, or Avro with --wire-format avro). Records/s and MB/s from the
+     first Fetch to the last record, their ratio, and per-Fetch latency
+     p50/p99 of requests that returned records (kgo hooks). Then
+     (--wire-live) --repeat live rounds: both consumers tail the end while a
+     producer writes --rate records/s for --duration; produce-to-receive
+     p50/p99 of both and the latency the front door adds.
 
 By default it starts a gateway in-process (embedded broker and HTTP on
 127.0.0.1:0, generator off, temporary data directory) and preloads --records
@@ -82,6 +94,19 @@ type benchOptions struct {
 	token          string
 	partner        string
 	purpose        string
+
+	// The wire phase.
+	wirePartner            string
+	wireSASL               string
+	wireFormat             string
+	wireToken              string
+	wireLive               bool
+	wireQuiet              time.Duration
+	frontDoor              string
+	frontDoorCA            string
+	frontDoorTLS           bool
+	fetchMaxBytes          int32
+	fetchPartitionMaxBytes int32
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
@@ -106,7 +131,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "after producing, how long to wait for subscribers to receive everything")
 	fs.DurationVar(&o.connectTimeout, "connect-timeout", 60*time.Second, "how long subscribers of a round may take to connect")
 	fs.DurationVar(&o.stall, "stall", 30*time.Second, "replay gives up after this long without a record")
-	phases := fs.String("phases", "baseline,replay,fanout", "phases to run: any of baseline, replay, fanout")
+	phases := fs.String("phases", "baseline,replay,fanout", "phases to run: any of baseline, replay, fanout, wire (the Kafka front door against the upstream broker)")
 	fs.BoolVar(&o.verify, "verify", false, "parse every replayed record's JSON, check offsets are contiguous per partition and each record equals the baseline's encoding")
 	fs.IntVar(&o.sample, "sample", 1000, "without --verify, parse the JSON of every n-th replayed record")
 	fs.IntVar(&o.sourceAddrs, "source-addrs", 1, "spread client connections over 127.0.0.1..127.0.0.n (loopback targets; ~28k connections per source address and server port)")
@@ -118,7 +143,18 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "after each fan-out round, while its subscribers are connected, write a heap profile of this process to FILE.<subscribers>")
 	fs.StringVar(&o.dataDir, "data-dir", "", "in-process: the gateway's data directory (default: a temporary one, removed afterwards); with --target: the target's data directory, whose dev signing key mints the token when --token is not given")
 	fs.Int64Var(&o.seed, "seed", 1, "generator seed")
-	fs.IntVar(&o.repeat, "repeat", 1, "run baseline and replay this many times, alternating; the report shows medians")
+	fs.IntVar(&o.repeat, "repeat", 1, "run baseline and replay this many times, alternating, and the wire phase's two reads as often; the report shows medians")
+	fs.StringVar(&o.wirePartner, "wire-partner", "internal-noc", "wire: partner whose governed view the front door serves (its first grant of --product); internal-noc's network-analytics grant of cdr keeps every row and pseudonymises identifiers, mvno-b's also keeps only its own rows")
+	fs.StringVar(&o.wireSASL, "wire-sasl", "oauthbearer", "wire: SASL mechanism of the front-door consumer: oauthbearer (a dev token, or --wire-token) or plain (an API key the bench creates in the in-process gateway's store)")
+	fs.StringVar(&o.wireFormat, "wire-format", "json", "wire: the front door's value format for --wire-partner: json (the view's JSON, as SSE) or avro (Schema Registry wire format; the bench sets the partner's subscriptions of --product to kafka_format avro in the in-process gateway; with --target, set it there)")
+	fs.StringVar(&o.wireToken, "wire-token", "", "wire: OAUTHBEARER token (default: a dev token for --wire-partner signed with the dev key in the gateway's data directory)")
+	fs.BoolVar(&o.wireLive, "wire-live", true, "wire: after the reads, --repeat live rounds at --rate for --duration measuring produce-to-receive latency direct and through the front door")
+	fs.DurationVar(&o.wireQuiet, "wire-quiet", 2*time.Second, "wire: the front-door read ends after this long without a record when it got fewer than N (a view that filters rows)")
+	fs.StringVar(&o.frontDoor, "front-door", "", "wire: the Kafka front door host:port (default: the in-process gateway's; required with --target)")
+	fs.StringVar(&o.frontDoorCA, "front-door-ca", "", "wire: PEM CA the front door's certificate is checked against (default: the in-process gateway's certificate; with --target, <data-dir>/kafka-tls/cert.pem if present, else the system roots)")
+	fs.BoolVar(&o.frontDoorTLS, "front-door-tls", true, "wire: connect to the front door with TLS (SASL_SSL, the default listener); false: SASL_PLAINTEXT, and the in-process gateway's listener runs without TLS (kafka_listen_tls.enabled: false)")
+	fetchMax := fs.Int("fetch-max-bytes", 50<<20, "wire: FetchMaxBytes of both consumers (franz-go's default)")
+	fetchPartMax := fs.Int("fetch-partition-max-bytes", 1<<20, "wire: FetchMaxPartitionBytes of both consumers (franz-go's default)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -139,11 +175,11 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 	o.phases = map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "baseline", "replay", "fanout":
+		case "baseline", "replay", "fanout", "wire":
 			o.phases[p] = true
 		case "":
 		default:
-			return nil, fmt.Errorf("bench: --phases: unknown phase %q (baseline, replay, fanout)", p)
+			return nil, fmt.Errorf("bench: --phases: unknown phase %q (baseline, replay, fanout, wire)", p)
 		}
 	}
 	switch {
@@ -163,7 +199,20 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, error) {
 		return nil, errors.New("bench: --repeat must be 1..100")
 	case o.stall <= 0:
 		return nil, errors.New("bench: --stall must be > 0")
+	case o.wireSASL != "oauthbearer" && o.wireSASL != "plain":
+		return nil, fmt.Errorf("bench: --wire-sasl %q must be oauthbearer or plain", o.wireSASL)
+	case o.wireFormat != "json" && o.wireFormat != "avro":
+		return nil, fmt.Errorf("bench: --wire-format %q must be json or avro", o.wireFormat)
+	case o.wireQuiet <= 0:
+		return nil, errors.New("bench: --wire-quiet must be > 0")
+	case *fetchMax < 1024 || *fetchMax > 1<<30:
+		return nil, fmt.Errorf("bench: --fetch-max-bytes %d must be in [1024, %d]", *fetchMax, 1<<30)
+	case *fetchPartMax < 1024 || *fetchPartMax > *fetchMax:
+		return nil, fmt.Errorf("bench: --fetch-partition-max-bytes %d must be in [1024, --fetch-max-bytes %d]", *fetchPartMax, *fetchMax)
+	case o.phases["wire"] && o.target != "" && o.frontDoor == "":
+		return nil, errors.New("bench: the wire phase with --target needs --front-door host:port")
 	}
+	o.fetchMaxBytes, o.fetchPartitionMaxBytes = int32(*fetchMax), int32(*fetchPartMax)
 	return o, nil
 }
 
@@ -210,6 +259,7 @@ type benchReport struct {
 	BaselineRuns []baselineResult `json:"baseline_runs,omitempty"`
 	ReplayRuns   []replayResult   `json:"sse_replay_runs,omitempty"`
 	Fanout       []fanoutResult   `json:"fanout,omitempty"`
+	Wire         *wireReport      `json:"wire,omitempty"`
 	Errors       []string         `json:"errors,omitempty"`
 	Interrupted  bool             `json:"interrupted,omitempty"`
 	LoadStart    string           `json:"loadavg_start"`
@@ -271,6 +321,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	target := httpTarget{base: o.target, product: o.product, sourceAddrs: o.sourceAddrs, token: o.token, purpose: o.purpose}
 	brokers := []string(o.brokers)
 	keyDir := o.dataDir
+	var gw *gateway.Gateway // the in-process gateway
 	if o.target == "" {
 		rep.Mode = "in-process"
 		g, dir, stopGateway, err := startBenchGateway(ctx, o, stderr)
@@ -278,6 +329,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer stopGateway()
+		gw = g
 		target.base = "http://" + g.HTTPAddr()
 		brokers = []string{g.KafkaAddr()}
 		rep.Topic = p.Topic
@@ -413,6 +465,14 @@ func bench(args []string, stdout, stderr io.Writer) error {
 		rep.Ratio = median(ratios)
 		rep.Ratios = ratios
 	}
+	if o.phases["wire"] && ctx.Err() == nil {
+		w, err := runWire(ctx, o, wireEnv{gw: gw, target: target, mode: rep.Mode, brokers: brokers, topic: rep.Topic,
+			product: p, codec: codec, rng: rng, keyDir: keyDir, gen: gen}, logf)
+		rep.Wire = w
+		if err != nil {
+			fail("wire", err)
+		}
+	}
 	if o.phases["fanout"] && ctx.Err() == nil && len(o.subscribers) > 0 {
 		pool := make([]generate.Record, 0, 4096)
 		for range cap(pool) {
@@ -528,6 +588,9 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 		Generate:          &no,
 		Logger:            slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	if !o.frontDoorTLS {
+		cfg.KafkaListenTLS.Enabled = &no // the front door in plaintext (the wire phase's --front-door-tls=false)
+	}
 	gctx, cancel := context.WithCancel(context.Background())
 	g, err := gateway.New(ctx, cfg)
 	if err != nil {
@@ -538,10 +601,14 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 		return nil, "", nil, err
 	}
 	// The bench measures the gateway, not a plan: its own gateway's demo
-	// plans get limits it cannot reach.
+	// plans get limits it cannot reach, and every format (the wire phase
+	// reads through the Kafka front door as partners on any plan).
 	for _, p := range store.DemoPlans() {
 		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
 		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
+		if !slices.Contains(p.Formats, store.FormatKafka) {
+			p.Formats = append(p.Formats, store.FormatKafka)
+		}
 		if err := g.Store().UpsertPlan(ctx, p); err != nil {
 			cancel()
 			g.Close()
@@ -718,6 +785,7 @@ func writeMarkdown(w io.Writer, r *benchReport) {
 			}
 		}
 	}
+	writeWireMarkdown(w, r)
 	if len(r.Errors) > 0 {
 		fmt.Fprintf(w, "\n### Errors\n\n")
 		for _, e := range r.Errors {

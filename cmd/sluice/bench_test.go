@@ -273,6 +273,10 @@ func TestParseBenchFlags(t *testing.T) {
 		{"--subscribers", "1,0"},
 		{"--phases", "replay,nope"},
 		{"--rate", "0"},
+		{"--wire-sasl", "scram"},
+		{"--wire-format", "protobuf"},
+		{"--fetch-partition-max-bytes", "100"},
+		{"--target", "http://x:1", "--brokers", "x:1", "--phases", "wire"}, // no --front-door
 		{"extra"},
 	} {
 		if _, err := parseBenchFlags(bad, &sink); err == nil {
@@ -285,6 +289,14 @@ func TestParseBenchFlags(t *testing.T) {
 	}
 	if o.target != "http://127.0.0.1:8080" || len(o.brokers) != 1 || !slices.Equal(o.subscribers, []int{5}) || o.phases["replay"] {
 		t.Fatalf("%+v", o)
+	}
+	o, err = parseBenchFlags([]string{"--phases", "baseline,wire", "--wire-partner", "mvno-b", "--fetch-partition-max-bytes", "4194304"}, &sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.phases["wire"] || o.phases["replay"] || o.wirePartner != "mvno-b" || o.wireSASL != "oauthbearer" || !o.frontDoorTLS ||
+		o.fetchPartitionMaxBytes != 4<<20 || o.fetchMaxBytes != 50<<20 {
+		t.Fatalf("wire flags: %+v", o)
 	}
 }
 
@@ -392,4 +404,84 @@ func BenchmarkSSEParse(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(int64(b.N)*records), "ns/record")
 	})
+}
+
+// The wire phase end to end with a few hundred records: an in-process
+// gateway, the direct read from its embedded broker and the read through
+// its Kafka front door (TLS, SASL) as a partner. Values are checked for
+// sanity only, never for speed. The live round is left out (--wire-live
+// =false): it is exercised by running the bench, not by this test.
+func TestBenchWirePhase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a gateway")
+	}
+	const n = 300
+	for _, c := range []struct {
+		note string
+		args []string
+		all  bool // the view keeps every row
+	}{
+		{"internal-noc over OAUTHBEARER: every row, identifiers pseudonymised", nil, true},
+		{"mvno-b over PLAIN with an API key: its own rows only", []string{"--wire-sasl", "plain", "--wire-partner", "mvno-b", "--wire-quiet", "700ms"}, false},
+		{"internal-noc with Avro values", []string{"--wire-format", "avro"}, true},
+	} {
+		t.Run(c.note, func(t *testing.T) {
+			var out, errs bytes.Buffer
+			args := append([]string{"--records", strconv.Itoa(n), "--phases", "wire", "--wire-live=false", "--repeat", "2", "--json", "--stall", "20s"}, c.args...)
+			if err := bench(args, &out, &errs); err != nil {
+				t.Fatalf("bench: %v\n%s", err, errs.String())
+			}
+			var rep benchReport
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("report: %v\n%s", err, out.String())
+			}
+			w := rep.Wire
+			if w == nil || w.Direct == nil || w.Front == nil || len(w.DirectRuns) != 2 || len(w.FrontRuns) != 2 {
+				t.Fatalf("wire report lacks a side or a run: %s", out.String())
+			}
+			if w.FrontDoor == "" || !w.TLS || w.FrontTopic != "cdr" {
+				t.Fatalf("front door %q, TLS %v, topic %q", w.FrontDoor, w.TLS, w.FrontTopic)
+			}
+			for _, r := range []*wireReadResult{w.Direct, w.Front} {
+				if !r.Complete || r.Records <= 0 || r.ValueBytes <= 0 || r.Seconds <= 0 || r.RecordsPerS <= 0 || r.MBPerS <= 0 ||
+					r.FetchesWithRecords < 1 || r.Fetches < r.FetchesWithRecords || r.WireBytes <= 0 ||
+					r.FetchP50ms <= 0 || r.FetchP99ms < r.FetchP50ms || r.OrderErrors != 0 || r.Throttled != 0 {
+					t.Fatalf("%s: implausible result %+v", r.Path, *r)
+				}
+			}
+			if w.Direct.Records != n {
+				t.Fatalf("direct read %d records, want %d", w.Direct.Records, n)
+			}
+			if c.all && w.Front.Records != n {
+				t.Fatalf("the front door delivered %d records, want all %d", w.Front.Records, n)
+			}
+			if !c.all && (w.Front.Records == 0 || w.Front.Records >= n) {
+				t.Fatalf("the front door delivered %d of %d records, want a filtered share", w.Front.Records, n)
+			}
+			if w.Ratio <= 0 || len(w.Ratios) != 2 || len(w.AddedP99s) != 2 {
+				t.Fatalf("ratio %v (%v), added p99 %v", w.Ratio, w.Ratios, w.AddedP99s)
+			}
+			// The front door serves the governed view, as JSON with the
+			// position meta fields, not the upstream record; or as Avro
+			// under the view's schema id.
+			identity := append(slices.Clone(w.UpstreamFields), "_partition", "_offset", "_timestamp")
+			switch w.Format {
+			case "avro":
+				if len(w.FrontFields) != 1 || !strings.HasPrefix(w.FrontFields[0], "schema id ") {
+					t.Fatalf("Avro values: %v", w.FrontFields)
+				}
+			default:
+				if !slices.Contains(w.FrontFields, "_offset") || slices.Equal(w.FrontFields, identity) {
+					t.Fatalf("front door fields %v, upstream %v: want the masked view", w.FrontFields, w.UpstreamFields)
+				}
+			}
+			var md bytes.Buffer
+			writeMarkdown(&md, &rep)
+			for _, want := range []string{"### Kafka front door (wire)", "| direct | ", "| front door | ", "Front door / direct records/s"} {
+				if !strings.Contains(md.String(), want) {
+					t.Fatalf("markdown lacks %q:\n%s", want, md.String())
+				}
+			}
+		})
+	}
 }
