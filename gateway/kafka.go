@@ -163,11 +163,12 @@ type kafkaTopic struct {
 	quota      httpapi.Quota // nil: unlimited (no limiter)
 	partitions int32
 
-	used     bool             // read (Fetch, Offsets): losing it ends the session
-	reader   *kafkaReader     // the view's hub reader, opened at the first Fetch
-	release  func()           // the plan's stream slot, taken at the first Fetch
-	refused  string           // the last limit refused (logged once)
-	aud      httpapi.Delivery // the audit record of this stream, opened at the first Fetch
+	used     bool                    // read (Fetch, Offsets): losing it ends the session
+	reader   *kafkaReader            // the view's hub reader, opened at the first Fetch
+	release  func()                  // the plan's stream slot, taken at the first Fetch
+	refused  string                  // the last limit refused (logged once)
+	aud      httpapi.Delivery        // the audit record of this stream, opened at the first Fetch
+	surplus  map[int32]*kafkaSurplus // per partition: read and encoded, not yet sent
 	logStart []int64
 	startAt  time.Time
 	high     map[int32]int64 // last high watermark seen per partition
@@ -356,6 +357,7 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 // retireReader drops t's reader; it is closed when its last read returns
 // (s.mu held).
 func (s *kafkaSession) retireReader(t *kafkaTopic) {
+	t.surplus = nil // encoded by the old view
 	if r := t.reader; r != nil {
 		r.retired = true
 		if r.refs == 0 {
@@ -653,17 +655,23 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 			byteLimit = min(byteLimit, max(int(br/4), 1))
 		}
 	}
-	r, err := s.acquireReader(ctx, t)
-	if err != nil {
-		return kafkaproxy.FetchResult{}, err
-	}
-	res, err := r.r.Read(ctx, partition, offset, limit, max(maxWait, 0))
-	s.releaseReader(r)
-	if err != nil {
-		if ctx.Err() != nil {
-			return empty() // the request ended (deadline, connection closed)
+	// What the previous Fetch of this partition read and encoded beyond
+	// the client's byte limit is served first: a hub read encodes up to a
+	// whole upstream fetch, often several responses' worth.
+	res, ok := s.takeSurplus(t, partition, offset)
+	if !ok {
+		r, err := s.acquireReader(ctx, t)
+		if err != nil {
+			return kafkaproxy.FetchResult{}, err
 		}
-		return kafkaproxy.FetchResult{}, kafkaUpstreamErr(err)
+		res, err = r.r.Read(ctx, partition, offset, limit, max(maxWait, 0))
+		s.releaseReader(r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return empty() // the request ended (deadline, connection closed)
+			}
+			return kafkaproxy.FetchResult{}, kafkaUpstreamErr(err)
+		}
 	}
 
 	// The trail may have failed while the read waited: then nothing goes
@@ -683,6 +691,7 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 		if e.Data != nil {
 			if (len(out.Records) > 0 && size+len(e.Data) > byteLimit) || int64(len(out.Records)) >= left {
 				out.Next = e.Offset
+				s.keepSurplus(t, partition, res, i)
 				break
 			}
 			out.Records = append(out.Records, kafkaproxy.Record{Offset: e.Offset, Timestamp: e.Timestamp, Value: e.Data})
@@ -1011,4 +1020,42 @@ func (s *kafkaSession) auditFetch(ctx context.Context, partition int32, offset i
 		return out, nil
 	}
 	return kafkaproxy.FetchResult{Next: offset, HighWatermark: offset, LogStart: -1}, nil
+}
+
+// kafkaSurplusTTL bounds how long encoded records wait for the next Fetch:
+// short, so an opt-out or policy change since they were encoded applies
+// well within a second.
+const kafkaSurplusTTL = 300 * time.Millisecond
+
+// kafkaSurplus is the tail of a hub read that did not fit a response.
+type kafkaSurplus struct {
+	events     []hub.Event // from the first event not sent
+	next, high int64
+	at         time.Time
+}
+
+// keepSurplus keeps res.Events[from:] for the partition's next Fetch.
+func (s *kafkaSession) keepSurplus(t *kafkaTopic, partition int32, res hub.PartitionRead, from int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.surplus == nil {
+		t.surplus = map[int32]*kafkaSurplus{}
+	}
+	t.surplus[partition] = &kafkaSurplus{events: res.Events[from:], next: res.Next, high: res.High, at: time.Now()}
+}
+
+// takeSurplus returns the kept tail when the client asks for exactly where
+// it starts and it is fresh; any other request drops it.
+func (s *kafkaSession) takeSurplus(t *kafkaTopic, partition int32, offset int64) (hub.PartitionRead, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp := t.surplus[partition]
+	if sp == nil {
+		return hub.PartitionRead{}, false
+	}
+	delete(t.surplus, partition)
+	if len(sp.events) == 0 || sp.events[0].Offset != offset || time.Since(sp.at) > kafkaSurplusTTL {
+		return hub.PartitionRead{}, false
+	}
+	return hub.PartitionRead{Events: sp.events, Next: sp.next, High: sp.high}, true
 }
