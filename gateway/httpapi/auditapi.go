@@ -406,50 +406,15 @@ func (s *Server) auditStream(w http.ResponseWriter, r *http.Request) {
 	}
 	defer tail.Close()
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
 	cfg := s.cfg.Stream
-	buf := make([]byte, 0, 4<<10)
-	buf = append(buf, ": sluice audit stream\nretry: "...)
-	buf = strconv.AppendInt(buf, cfg.Retry.Milliseconds(), 10)
-	buf = append(buf, "\n\n"...)
-	write := func() bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if _, err := w.Write(buf); err != nil {
-			return false
-		}
-		if err := rc.Flush(); err != nil {
-			return false
-		}
-		if cap(buf) > 64<<10 && len(buf) < 4<<10 {
-			buf = make([]byte, 0, 4<<10)
-		} else {
-			buf = buf[:0]
-		}
-		return true
-	}
-	final := func(event string, body []byte) {
-		buf = append(buf[:0], "event: "...)
-		buf = append(buf, event...)
-		buf = append(buf, "\ndata: "...)
-		buf = append(buf, body...)
-		buf = append(buf, "\n\n"...)
-		write()
-	}
-	if !write() {
+	st, ok := openSSE(w, cfg, AuditCursorTag, "sluice audit stream", pos)
+	if !ok {
 		return
 	}
-	cur := append([]int64(nil), pos...)  // position after the last event written
-	sent := append([]int64(nil), cur...) // position the client last got an id for
-	lastWrite := time.Now()
+	st.data = appendAuditEvent
 	for {
 		if !acc.Expires.IsZero() && !time.Now().Before(acc.Expires) {
-			final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
+			st.final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
 			return
 		}
 		// A credential revoked meanwhile (an API key) ends the stream.
@@ -458,78 +423,39 @@ func (s *Server) auditStream(w http.ResponseWriter, r *http.Request) {
 			changed = s.changed()
 			if _, pr := s.cfg.Authorize(r, nil, ""); pr != nil {
 				body, _ := json.Marshal(pr)
-				final("revoked", body)
+				st.final("revoked", body)
 				return
 			}
 		default:
 		}
-		wait := cfg.Heartbeat - time.Since(lastWrite)
-		if !equal(cur, sent) {
-			wait = min(wait, cfg.IdleCursor-time.Since(lastWrite))
-		}
-		wait = min(wait, replanInterval)
-		if !acc.Expires.IsZero() {
-			wait = min(wait, time.Until(acc.Expires))
-		}
-		pg, err := tail.Next(ctx, cfg.MaxBatch, max(wait, time.Millisecond))
+		pg, err := tail.Next(ctx, cfg.MaxBatch, st.wait(acc.Expires))
 		if err != nil {
 			if context.Cause(ctx) == errShutdown {
-				buf = append(buf[:0], "event: shutdown\nretry: 1000\ndata: {\"reason\":\"server shutting down\",\"reconnect\":true}\n\n"...)
-				write()
+				st.shutdown()
 				return
 			}
 			if ctx.Err() != nil {
 				return // client went away
 			}
 			body, _ := json.Marshal(auditPositionProblem(err))
-			final("error", body)
+			st.final("error", body)
 			return
 		}
 		// Partitions that appeared since the last page start where their
 		// first event is, or where the tail put them.
-		for len(cur) < len(pg.Positions) {
-			p := len(cur)
-			at := pg.Positions[p]
-			for _, e := range pg.Events {
-				if int(e.Partition) == p && e.Offset < at {
-					at = e.Offset
-				}
-			}
-			cur = append(cur, at)
-			sent = append(sent, at)
-		}
+		grow(st, pg.Positions, pg.Events, func(e *AuditEvent) (int32, int64) { return e.Partition, e.Offset })
 		for _, e := range pg.Events {
-			cur[e.Partition] = e.Offset + 1
-			buf = append(buf, "id: "...)
-			buf = cursor.Append(buf, AuditCursorTag, cur)
-			buf = append(buf, "\nevent: audit\ndata: "...)
-			buf = appendAuditEvent(buf, e.Data)
-			buf = append(buf, "\n\n"...)
+			st.cur[e.Partition] = e.Offset + 1
+			st.event("audit", e.Data)
 		}
 		if len(pg.Events) > 0 {
-			copy(sent, cur)
+			copy(st.sent, st.cur)
 		}
-		copy(cur, pg.Positions) // past what the filter skipped
+		copy(st.cur, pg.Positions) // past what the filter skipped
 		now := time.Now()
-		switch {
-		case len(pg.Events) > 0:
-		case !equal(cur, sent) && now.Sub(lastWrite) >= cfg.IdleCursor:
-			mark := len(buf)
-			buf = append(buf, "id: "...)
-			buf = cursor.Append(buf, AuditCursorTag, cur)
-			c := buf[mark+4:]
-			buf = append(buf, "\nevent: cursor\ndata: {\"cursor\":\""...)
-			buf = append(buf, c...)
-			buf = append(buf, "\"}\n\n"...)
-			copy(sent, cur)
-		case now.Sub(lastWrite) >= cfg.Heartbeat:
-			buf = append(buf, ": heartbeat\n\n"...)
-		}
-		if len(buf) > 0 {
-			if !write() {
-				return
-			}
-			lastWrite = now
+		st.idle(now, len(pg.Events) > 0)
+		if !st.flush(now) {
+			return
 		}
 	}
 }

@@ -107,13 +107,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		defer func() { aud.Close(closeReason) }()
 	}
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-
 	cfg := s.cfg.Stream
 	tag := cursor.Tag(p.ID)
 	delivered := s.cfg.Metrics.Delivered.WithLabelValues(p.ID, "sse")
@@ -122,48 +115,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	active.Inc()
 	defer active.Dec()
 
-	buf := make([]byte, 0, 4<<10)
-	buf = append(buf, ": sluice stream of "...)
-	buf = append(buf, p.ID...)
-	buf = append(buf, "\nretry: "...)
-	buf = strconv.AppendInt(buf, cfg.Retry.Milliseconds(), 10)
-	buf = append(buf, "\n\n"...)
-	write := func() bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(cfg.WriteTimeout))
-		if _, err := w.Write(buf); err != nil {
-			return false
-		}
-		if err := rc.Flush(); err != nil {
-			return false
-		}
-		if cap(buf) > 64<<10 && len(buf) < 4<<10 {
-			buf = make([]byte, 0, 4<<10) // a burst grew it and it is quiet now: do not keep it
-		} else {
-			buf = buf[:0]
-		}
-		return true
-	}
-	if !write() {
+	st, ok := openSSE(w, cfg, tag, "sluice stream of "+p.ID, sub.Positions())
+	if !ok {
 		return
-	}
-
-	cur := append([]int64(nil), sub.Positions()...) // position after the last event written
-	sent := append([]int64(nil), cur...)            // position the client last got an id for
-	lastWrite := time.Now()
-	final := func(event string, body []byte) {
-		buf = append(buf[:0], "event: "...)
-		buf = append(buf, event...)
-		buf = append(buf, "\ndata: "...)
-		buf = append(buf, body...)
-		buf = append(buf, "\n\n"...)
-		write()
 	}
 	for {
 		// A credential that expires ends the stream: the client reconnects
 		// with a fresh token and its last id.
 		if !acc.Expires.IsZero() && !time.Now().Before(acc.Expires) {
 			closeReason = "reauthenticate"
-			final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
+			st.final("reauthenticate", []byte(`{"reason":"token expired","reconnect":true}`))
 			return
 		}
 		// A policy reload: authorize again and switch to the new plan, or
@@ -175,7 +136,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			if pr != nil {
 				closeReason = "revoked"
 				body, _ := json.Marshal(pr)
-				final("revoked", body)
+				st.final("revoked", body)
 				return
 			}
 			if nacc.View.Key() != acc.View.Key() {
@@ -189,50 +150,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			acc = nacc
 		default:
 		}
-		wait := cfg.Heartbeat - time.Since(lastWrite)
-		if !equal(cur, sent) {
-			wait = min(wait, cfg.IdleCursor-time.Since(lastWrite))
-		}
-		wait = min(wait, replanInterval)
-		if !acc.Expires.IsZero() {
-			wait = min(wait, time.Until(acc.Expires))
-		}
 		batch := cfg.MaxBatch
 		if acc.Quota != nil {
 			batch = acc.Quota.BatchHint(batch)
 		}
-		evs, err := sub.Next(ctx, batch, max(wait, time.Millisecond))
+		evs, err := sub.Next(ctx, batch, st.wait(acc.Expires))
 		if err != nil {
 			if context.Cause(ctx) == errShutdown || errors.Is(err, hub.ErrClosed) {
 				closeReason = "shutdown"
-				buf = append(buf[:0], "event: shutdown\nretry: 1000\ndata: {\"reason\":\"server shutting down\",\"reconnect\":true}\n\n"...)
-				write()
+				st.shutdown()
 				return
 			}
 			if ctx.Err() != nil {
 				return // client went away
 			}
 			closeReason = "error"
-			pr := positionProblem(p, err)
-			body, _ := json.Marshal(pr)
-			buf = append(buf[:0], "event: error\ndata: "...)
-			buf = append(buf, body...)
-			buf = append(buf, "\n\n"...)
-			write()
+			body, _ := json.Marshal(positionProblem(p, err))
+			st.final("error", body)
 			return
 		}
-		// Positions of partitions that appeared since the last batch.
-		for len(cur) < len(sub.Positions()) {
-			p := len(cur)
-			at := sub.Positions()[p]
-			for _, e := range evs {
-				if int(e.Partition) == p && e.Offset < at {
-					at = e.Offset
-				}
-			}
-			cur = append(cur, at)
-			sent = append(sent, at)
-		}
+		grow(st, sub.Positions(), evs, func(e *hub.Event) (int32, int64) { return e.Partition, e.Offset })
 		n, size := 0, 0
 		// The monthly quota: a batch is cut at what is left; the stream
 		// then ends (the client's last id is after the last record sent).
@@ -246,22 +183,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				exhausted = true
 				break
 			}
-			cur[e.Partition] = e.Offset + 1
+			st.cur[e.Partition] = e.Offset + 1
 			if e.Data == nil {
 				continue
 			}
-			buf = append(buf, "id: "...)
-			buf = cursor.Append(buf, tag, cur)
-			buf = append(buf, "\nevent: record\ndata: "...)
-			buf = append(buf, e.Data...)
-			buf = append(buf, "\n\n"...)
+			st.event("record", e.Data)
 			n++
 			size += len(e.Data)
 		}
 		if n > 0 && aud != nil && !coverAudit(ctx, aud) {
 			// The audit sink is down and the stream was cancelled while it
 			// waited: nothing of the batch is sent.
-			buf = buf[:0]
+			st.buf = st.buf[:0]
 			continue
 		}
 		if n == 0 && aud != nil {
@@ -275,40 +208,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 				// The client left or the server is stopping: the batch is
 				// not sent (the client's last id stays before it) and the
 				// next read says which.
-				buf = buf[:0]
+				st.buf = st.buf[:0]
 				continue
 			}
 		}
 		now := time.Now()
-		switch {
-		case n > 0:
-			copy(sent, cur)
-		case !equal(cur, sent) && now.Sub(lastWrite) >= cfg.IdleCursor:
-			mark := len(buf)
-			buf = append(buf, "id: "...)
-			buf = cursor.Append(buf, tag, cur)
-			c := buf[mark+4:]
-			buf = append(buf, "\nevent: cursor\ndata: {\"cursor\":\""...)
-			buf = append(buf, c...)
-			buf = append(buf, "\"}\n\n"...)
-			copy(sent, cur)
-		case now.Sub(lastWrite) >= cfg.Heartbeat:
-			buf = append(buf, ": heartbeat\n\n"...)
+		if n > 0 {
+			copy(st.sent, st.cur)
 		}
-		if len(buf) > 0 {
-			if !write() {
-				return
+		st.idle(now, n > 0)
+		if !st.flush(now) {
+			return
+		}
+		if n > 0 {
+			delivered.Add(float64(n))
+			deliveredBytes.Add(float64(size))
+			if q := acc.Quota; q != nil {
+				q.Delivered(n, size)
 			}
-			lastWrite = now
-			if n > 0 {
-				delivered.Add(float64(n))
-				deliveredBytes.Add(float64(size))
-				if q := acc.Quota; q != nil {
-					q.Delivered(n, size)
-				}
-				if aud != nil {
-					aud.Delivered(n, size, cursor.Encode(tag, cur))
-				}
+			if aud != nil {
+				aud.Delivered(n, size, cursor.Encode(tag, st.cur))
 			}
 		}
 		if q := acc.Quota; q != nil && exhausted {
@@ -316,7 +235,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			_, resets := q.Remaining()
 			q.Refused("monthly_record_quota")
 			body, _ := json.Marshal(quotaExhausted(resets))
-			final("error", body)
+			st.final("error", body)
 			return
 		}
 	}
