@@ -245,16 +245,23 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := chi.URLParam(r, "id")
-	sub, err := svc.Get(r.Context(), id)
+	if sub, ok := s.visibleSubscription(w, r, svc, acc); ok {
+		writeJSON(w, http.StatusOK, sub)
+	}
+}
+
+// visibleSubscription reads subscription {id} if the caller holds it or is
+// the admin, or writes the 404 (another partner's is not revealed).
+func (s *Server) visibleSubscription(w http.ResponseWriter, r *http.Request, svc SubscriptionService, acc *Access) (Subscription, bool) {
+	sub, err := svc.Get(r.Context(), chi.URLParam(r, "id"))
 	if err == nil && sub.Partner != acc.Partner && !svc.Admin(acc.Partner) {
-		err = ErrNotFound // another partner's: not revealed
+		err = ErrNotFound
 	}
 	if err != nil {
 		writeProblem(w, r, s.serviceProblem(r, err))
-		return
+		return Subscription{}, false
 	}
-	writeJSON(w, http.StatusOK, sub)
+	return sub, true
 }
 
 // patchSubscription changes what a subscription's holder or the admin may
@@ -264,13 +271,8 @@ func (s *Server) patchSubscription(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := chi.URLParam(r, "id")
-	sub, err := svc.Get(r.Context(), id)
-	if err == nil && sub.Partner != acc.Partner && !svc.Admin(acc.Partner) {
-		err = ErrNotFound // another partner's: not revealed
-	}
-	if err != nil {
-		writeProblem(w, r, s.serviceProblem(r, err))
+	sub, ok := s.visibleSubscription(w, r, svc, acc)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -288,7 +290,7 @@ func (s *Server) patchSubscription(w http.ResponseWriter, r *http.Request) {
 			"kafka_format is "+got+"; want {\"kafka_format\": \"json\"} or {\"kafka_format\": \"avro\"}"))
 		return
 	}
-	sub, err = svc.SetKafkaFormat(r.Context(), id, *req.KafkaFormat, acc.Partner)
+	sub, err := svc.SetKafkaFormat(r.Context(), sub.ID, *req.KafkaFormat, acc.Partner)
 	if err != nil {
 		writeProblem(w, r, s.serviceProblem(r, err))
 		return
