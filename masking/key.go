@@ -5,11 +5,11 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"slices"
 )
 
 // Key sizes.
@@ -75,8 +75,11 @@ func DeriveKey(serverSecret []byte, partnerID, purpose string) ([]byte, error) {
 // block cipher never share a key. It is immutable after compile and safe for
 // concurrent use. Its formatting methods never reveal it.
 type secrets struct {
-	ipad, opad [sha256.BlockSize]byte // HMAC-SHA256 pads of the pseudonymise sub-key
-	block      cipher.Block           // AES-256 under the FF1 sub-key
+	// inner and outer are the SHA-256 states (encoding.BinaryMarshaler
+	// form) after the HMAC-SHA256 inner and outer pads of the pseudonymise
+	// sub-key: a pseudonym then costs two compressions instead of four.
+	inner, outer []byte
+	block        cipher.Block // AES-256 under the FF1 sub-key
 }
 
 const redactedKey = "[masking key redacted]"
@@ -100,14 +103,23 @@ func newSecrets(op Op, key []byte) (*secrets, error) {
 		if err != nil {
 			return nil, fmt.Errorf("masking: op %q: expand key: %v: %w", op, err, ErrKey)
 		}
-		for i := range s.ipad {
-			s.ipad[i], s.opad[i] = 0x36, 0x5c
+		var ipad, opad [sha256.BlockSize]byte
+		for i := range ipad {
+			ipad[i], opad[i] = 0x36, 0x5c
 		}
 		for i, b := range mk { // a 32-byte key fits one block: no pre-hash
-			s.ipad[i] ^= b
-			s.opad[i] ^= b
+			ipad[i] ^= b
+			opad[i] ^= b
 		}
 		clear(mk)
+		if s.inner, err = padState(ipad[:]); err == nil {
+			s.outer, err = padState(opad[:])
+		}
+		clear(ipad[:])
+		clear(opad[:])
+		if err != nil {
+			return nil, fmt.Errorf("masking: op %q: %v: %w", op, err, ErrKey)
+		}
 	case OpPseudonymiseFormat:
 		ek, err := hkdf.Expand(sha256.New, key, ff1Label, 32)
 		if err != nil {
@@ -131,25 +143,33 @@ var pseudonymEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").W
 // 128 bits, so a collision needs about 2^64 distinct inputs.
 const pseudonymMACBytes = 16
 
+// padState is the SHA-256 state after one block (a pad), marshalled.
+func padState(pad []byte) ([]byte, error) {
+	h := sha256.New()
+	h.Write(pad)
+	return h.(encoding.BinaryMarshaler).MarshalBinary()
+}
+
 // appendPseudonym treats dst[l:] as the message and replaces it with
 // prefix || base32(HMAC-SHA256(subkey, message)[:16]).
 //
-// HMAC runs on two SHA-256 one-shot sums over ipad||message and
-// opad||inner, assembled in dst's spare capacity: hash.Hash values would
-// escape to the heap (or need a pool), while sha256.Sum256 over a slice does
-// not allocate and is safe for concurrent use.
+// The two SHA-256 digests resume from the pads' states; the compiler
+// devirtualizes them and keeps them on the stack, so a call allocates
+// nothing and is safe for concurrent use.
 func (s *secrets) appendPseudonym(dst []byte, l int, prefix []byte) []byte {
-	n := len(dst) - l
-	need := sha256.BlockSize + max(n, sha256.Size) // room for ipad||msg, then opad||inner
-	dst = slices.Grow(dst, need-n)
-	buf := dst[l : l+need]
-	copy(buf[sha256.BlockSize:], buf[:n]) // shift the message up; copy handles overlap
-	copy(buf, s.ipad[:])
-	inner := sha256.Sum256(buf[:sha256.BlockSize+n])
-	copy(buf, s.opad[:])
-	copy(buf[sha256.BlockSize:], inner[:])
-	mac := sha256.Sum256(buf[:sha256.BlockSize+sha256.Size])
-	clear(buf) // do not leave pads or the message behind in spare capacity
+	var sum [sha256.Size]byte
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(s.inner); err != nil {
+		panic("masking: bad HMAC state: " + err.Error()) // made by padState: cannot happen
+	}
+	h.Write(dst[l:])
+	inner := h.Sum(sum[:0])
+	o := sha256.New()
+	if err := o.(encoding.BinaryUnmarshaler).UnmarshalBinary(s.outer); err != nil {
+		panic("masking: bad HMAC state: " + err.Error())
+	}
+	o.Write(inner)
+	mac := o.Sum(sum[:0])
 	dst = append(dst[:l], prefix...)
 	return pseudonymEncoding.AppendEncode(dst, mac[:pseudonymMACBytes])
 }

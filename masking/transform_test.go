@@ -661,7 +661,7 @@ func TestNoKeyMaterialInOutput(t *testing.T) {
 		}
 		needles := []string{string(key), hex.EncodeToString(key), fmt.Sprint(key), fmt.Sprintf("%x", key[:8])}
 		if tr.secrets.block == nil {
-			needles = append(needles, string(tr.secrets.ipad[:8]), fmt.Sprint(tr.secrets.ipad[:8]), fmt.Sprintf("%x", tr.secrets.ipad[:8]))
+			needles = append(needles, string(tr.secrets.inner[:8]), fmt.Sprint(tr.secrets.inner[:8]), fmt.Sprintf("%x", tr.secrets.inner[:8]))
 		}
 		for _, out := range outputs {
 			for _, n := range needles {
