@@ -254,6 +254,9 @@ func (c *conn) allowed(key int16) bool {
 // tagged fields for flexible versions (not for ApiVersions, whose response
 // header is always v0), and the body.
 func (c *conn) write(corr int32, resp kmsg.Response) error {
+	if n := responseSizeHint(resp); cap(c.wbuf) < n {
+		c.wbuf = make([]byte, 0, n) // one allocation, not a growing copy of every record batch
+	}
 	b := append(c.wbuf[:0], 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(corr))
 	if resp.IsFlexible() && resp.Key() != apiVersionsKey {
@@ -263,6 +266,25 @@ func (c *conn) write(corr int32, resp kmsg.Response) error {
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	c.wbuf = b
 	return c.writeRaw(b)
+}
+
+// responseSizeHint is an upper bound of a Fetch response's encoded size
+// (its record batches and the fields around them), 0 for other responses.
+func responseSizeHint(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for i := range f.Topics {
+		t := &f.Topics[i]
+		n += 32 + len(t.Topic)
+		for j := range t.Partitions {
+			p := &t.Partitions[j]
+			n += 96 + len(p.RecordBatches) + 24*len(p.AbortedTransactions)
+		}
+	}
+	return n
 }
 
 func (c *conn) writeRaw(b []byte) error {

@@ -154,3 +154,37 @@ func BenchmarkFetchRequest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 }
+
+// TestResponseSizeHint: a Fetch response's write buffer is sized once:
+// the hint bounds the encoded response for every served version, with
+// long topic names, many partitions and aborted transactions.
+func TestResponseSizeHint(t *testing.T) {
+	for v := int16(4); v <= 12; v++ {
+		for _, shape := range []struct{ topics, parts, batch, aborted int }{{1, 1, 0, 0}, {3, 12, 5000, 0}, {2, 40, 17, 3}, {1, 6, 1 << 20, 0}} {
+			resp := kmsg.NewPtrFetchResponse()
+			resp.Version = v
+			for i := range shape.topics {
+				rt := kmsg.NewFetchResponseTopic()
+				rt.Topic = fmt.Sprintf("%0200d", i) // a long name
+				for p := range shape.parts {
+					rp := kmsg.NewFetchResponseTopicPartition()
+					rp.Partition = int32(p)
+					rp.RecordBatches = make([]byte, shape.batch)
+					for range shape.aborted {
+						rp.AbortedTransactions = append(rp.AbortedTransactions, kmsg.NewFetchResponseTopicPartitionAbortedTransaction())
+					}
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
+			hint := responseSizeHint(resp)
+			// The frame: size, correlation id, header tags, then the body.
+			if n := 4 + 4 + 1 + len(resp.AppendTo(nil)); n > hint {
+				t.Errorf("v%d %+v: encoded %d bytes, hint %d", v, shape, n, hint)
+			}
+		}
+	}
+	if responseSizeHint(kmsg.NewPtrMetadataResponse()) != 0 {
+		t.Error("a hint for a Metadata response")
+	}
+}
