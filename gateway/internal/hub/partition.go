@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/gateway/view"
 )
 
@@ -27,6 +29,7 @@ type PartitionReader struct {
 
 	mu     sync.Mutex
 	closed bool
+	raw    map[int32]rawTail // per partition: fetched from Kafka, not yet encoded
 }
 
 // PartitionRead is the result of one PartitionReader.Read.
@@ -62,6 +65,7 @@ func (r *PartitionReader) Close() {
 	defer r.mu.Unlock()
 	if !r.closed {
 		r.closed = true
+		r.raw = nil
 		r.p.release(r.ring)
 	}
 }
@@ -113,6 +117,24 @@ func (r *PartitionReader) Read(ctx context.Context, partition int32, offset int6
 	}
 }
 
+// Direct reports whether a Read of partition at offset goes to Kafka (the
+// offset is outside the ring's window): the read then takes an upstream
+// fetch and encodes what it returns, which a caller may rather run in the
+// background.
+func (r *PartitionReader) Direct(partition int32, offset int64) bool {
+	r.ring.mu.RLock()
+	defer r.ring.mu.RUnlock()
+	if partition < 0 || int(partition) >= len(r.ring.parts) {
+		return true
+	}
+	pr := &r.ring.parts[partition]
+	return offset < pr.lo || offset > pr.hi
+}
+
+// High is the end of partition as far as the hub knows (PartitionRead.High
+// of a read that returns nothing).
+func (r *PartitionReader) High(partition int32) int64 { return r.p.position(partition) }
+
 // fromRing serves a read from the ring when offset is inside its window.
 // caughtUp: offset is at the ring's end (nothing to return yet); direct:
 // the offset is outside the window, or the ring lacks the partition.
@@ -145,7 +167,10 @@ func (r *PartitionReader) fromRing(partition int32, offset int64, limit int) (re
 }
 
 // readDirect reads the partition from Kafka at offset (history, or a
-// partition the ring does not cover yet).
+// partition the ring does not cover yet). It encodes at most limit events:
+// the rest of the upstream fetch is kept, not encoded, for a read that
+// continues where this one ends (a Kafka consumer's next Fetch), so a
+// small read costs what it returns, not a whole upstream fetch.
 func (r *PartitionReader) readDirect(ctx context.Context, partition int32, offset int64, limit int) (PartitionRead, error) {
 	n := max(int64(partition)+1, int64(r.p.partitions()))
 	s, _ := r.subs.Get().(*Sub)
@@ -158,23 +183,71 @@ func (r *PartitionReader) readDirect(ctx context.Context, partition int32, offse
 		s.pending = append(s.pending, nil)
 		s.head = append(s.head, 0)
 	}
-	s.pos[partition] = offset
-	s.pending[partition], s.head[partition] = s.pending[partition][:0], 0
-	if err := s.readDirect(ctx, []int32{partition}); err != nil {
-		return PartitionRead{}, err
+	recs, next, ok := r.takeRaw(partition, offset)
+	if !ok {
+		s.pos[partition] = offset
+		fps, err := s.fetchDirect(ctx, []int32{partition})
+		if err != nil {
+			return PartitionRead{}, err
+		}
+		next = offset // the log moved meanwhile: nothing now
+		for _, fp := range fps {
+			if fp.Partition == partition {
+				recs, next = fp.Records, max(fp.Next, offset)
+			}
+		}
 	}
-	evs := s.pending[partition]
-	res := PartitionRead{Next: s.pos[partition]} // moved past markers when no event came
-	if len(evs) > limit {
-		evs = evs[:limit]
-	}
-	if len(evs) > 0 {
-		res.Next = evs[len(evs)-1].Offset + 1
-		res.Events = append([]Event(nil), evs...) // s is reused by the next read
+	res := PartitionRead{Next: next}
+	var ar arena
+	for i, kr := range recs {
+		if len(res.Events) == limit {
+			res.Next = kr.Offset
+			r.keepRaw(partition, recs[i:], next)
+			break
+		}
+		res.Events = append(res.Events, s.encode(ctx, &ar, kr))
 	}
 	res.High = max(r.p.position(partition), res.Next)
 	r.withhold(res.Events)
 	return res, nil
+}
+
+// rawTail is the rest of an upstream fetch a direct read did not encode.
+type rawTail struct {
+	recs []*kgo.Record // from the first record not encoded
+	next int64         // the fetch's next offset
+	at   time.Time
+}
+
+// rawTailTTL bounds how long a raw tail waits for the read that continues
+// it.
+const rawTailTTL = time.Second
+
+func (r *PartitionReader) keepRaw(partition int32, recs []*kgo.Record, next int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if r.raw == nil {
+		r.raw = map[int32]rawTail{}
+	}
+	r.raw[partition] = rawTail{recs: recs, next: next, at: time.Now()}
+}
+
+// takeRaw returns the kept tail of partition when it starts at offset.
+func (r *PartitionReader) takeRaw(partition int32, offset int64) ([]*kgo.Record, int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.raw[partition]
+	if !ok {
+		return nil, 0, false
+	}
+	delete(r.raw, partition)
+	if len(t.recs) == 0 || t.recs[0].Offset != offset || time.Since(t.at) > rawTailTTL {
+		return nil, 0, false
+	}
+	return t.recs, t.next, true
 }
 
 // withhold drops the data of events whose subject opted out after they

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hamba/avro/v2"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -219,5 +221,64 @@ func TestPartitionReaderConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// countingView is oddView counting its encodes.
+type countingView struct {
+	oddView
+	n atomic.Int64
+}
+
+func (v *countingView) Append(dst []byte, rec *schemas.Record, m view.Meta) ([]byte, bool) {
+	v.n.Add(1)
+	return v.oddView.Append(dst, rec, m)
+}
+
+// TestPartitionReaderRawTail: a direct read encodes only the events it
+// returns; the rest of the upstream fetch waits, not encoded, for the read
+// that continues there, which then costs no upstream fetch. A read
+// elsewhere fetches again.
+func TestPartitionReaderRawTail(t *testing.T) {
+	e := newHubEnv(t, 4)
+	v := &countingView{}
+	r, err := e.p.PartitionReader(context.Background(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fetches := func() float64 {
+		var m dto.Metric
+		if err := e.p.h.m.DirectReads.WithLabelValues("rows", "catch_up").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before := fetches()
+	res, err := r.Read(context.Background(), 0, 0, 3, 0)
+	if err != nil || len(res.Events) != 3 || res.Next != 3 {
+		t.Fatalf("first read: %d events, next %d, %v", len(res.Events), res.Next, err)
+	}
+	if got := v.n.Load(); got != 3 {
+		t.Fatalf("%d records encoded for 3 events returned", got)
+	}
+	checkEvents(t, append(res.Events, readAll(t, r, 0, 3, 10, 3)...), 0, 10)
+	if got := v.n.Load(); got != 10 {
+		t.Errorf("%d records encoded for 10 read", got)
+	}
+	if got := fetches() - before; got != 1 {
+		t.Errorf("%v upstream fetches for 10 records in one fetch's reach, want 1", got)
+	}
+	// Not where the tail starts: an upstream fetch again, same result.
+	res, err = r.Read(context.Background(), 0, 0, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEvents(t, res.Events, 0, 2)
+	if _, err := r.Read(context.Background(), 0, 5, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetches() - before; got != 3 {
+		t.Errorf("%v upstream fetches after two reads elsewhere, want 3", got)
 	}
 }

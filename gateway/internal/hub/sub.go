@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/gateway/internal/upstream"
 	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/schemas"
@@ -196,6 +198,29 @@ func (s *Sub) fill(ctx context.Context, max int) error {
 }
 
 func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
+	res, err := s.fetchDirect(ctx, parts)
+	if err != nil {
+		return err
+	}
+	var ar arena
+	for _, fp := range res {
+		part := fp.Partition
+		evs := s.pending[part][:0]
+		for _, kr := range fp.Records {
+			evs = append(evs, s.encode(ctx, &ar, kr))
+		}
+		s.pending[part], s.head[part] = evs, 0
+		if len(evs) == 0 && fp.Next > s.pos[part] {
+			s.pos[part] = fp.Next
+		}
+	}
+	return nil
+}
+
+// fetchDirect reads parts from Kafka at s.pos. A position out of the log's
+// range is a *PositionError; a partition whose log moved meanwhile is left
+// out of the result (read again next time).
+func (s *Sub) fetchDirect(ctx context.Context, parts []int32) ([]upstream.Partition, error) {
 	reason := "history"
 	if s.ring != nil {
 		reason = "catch_up"
@@ -203,9 +228,9 @@ func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
 	s.p.h.m.DirectReads.WithLabelValues(s.p.src.Product, reason).Inc()
 	res, err := s.p.h.direct.Fetch(ctx, s.p.src.Topic, s.pos, parts, 0, s.p.h.cfg.FetchBytes)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var ar arena
+	out := res[:0]
 	for _, fp := range res {
 		part := fp.Partition
 		if fp.Err != nil {
@@ -215,39 +240,39 @@ func (s *Sub) readDirect(ctx context.Context, parts []int32) error {
 				// Kafka: -1 for both marks), so ask for both ends.
 				start, err := s.p.h.cluster.Offsets(ctx, s.p.src.Topic, upstream.Start)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				end, err := s.p.h.cluster.Offsets(ctx, s.p.src.Topic, upstream.End)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				switch {
 				case int(part) < len(start) && oor.Offset < start[part]:
-					return &PositionError{Gone: true, Earliest: start, Partition: part, Offset: oor.Offset}
+					return nil, &PositionError{Gone: true, Earliest: start, Partition: part, Offset: oor.Offset}
 				case int(part) < len(end) && oor.Offset > end[part]:
-					return &PositionError{Partition: part, Offset: oor.Offset}
+					return nil, &PositionError{Partition: part, Offset: oor.Offset}
 				}
 				continue // the log moved meanwhile: read again next time
 			}
-			return fp.Err
+			return nil, fp.Err
 		}
-		evs := s.pending[part][:0]
-		for _, kr := range fp.Records {
-			meta := view.Meta{Partition: kr.Partition, Offset: kr.Offset, Timestamp: kr.Timestamp.UnixMilli()}
-			e := Event{Partition: meta.Partition, Offset: meta.Offset, Timestamp: meta.Timestamp}
-			if err := s.p.src.Codec.Decode(ctx, kr.Value, s.rec); err != nil {
-				s.p.decodeError(kr.Partition, kr.Offset, err)
-			} else {
-				e.Data, e.Subject = ar.encode(s.v, s.consent, s.rec, meta, len(kr.Value))
-			}
-			evs = append(evs, e)
-		}
-		s.pending[part], s.head[part] = evs, 0
-		if len(evs) == 0 && fp.Next > s.pos[part] {
-			s.pos[part] = fp.Next
-		}
+		out = append(out, fp)
 	}
-	return nil
+	return out, nil
+}
+
+// encode decodes one upstream record and encodes it by the view into ar;
+// a record that does not decode is counted, logged and left out (nil
+// Data).
+func (s *Sub) encode(ctx context.Context, ar *arena, kr *kgo.Record) Event {
+	meta := view.Meta{Partition: kr.Partition, Offset: kr.Offset, Timestamp: kr.Timestamp.UnixMilli()}
+	e := Event{Partition: meta.Partition, Offset: meta.Offset, Timestamp: meta.Timestamp}
+	if err := s.p.src.Codec.Decode(ctx, kr.Value, s.rec); err != nil {
+		s.p.decodeError(kr.Partition, kr.Offset, err)
+	} else {
+		e.Data, e.Subject = ar.encode(s.v, s.consent, s.rec, meta, len(kr.Value))
+	}
+	return e
 }
 
 // merge takes pending events in timestamp order until max carry data.
