@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -52,9 +53,10 @@ type Gateway struct {
 	api     *httpapi.Server
 	httpLn  net.Listener
 
-	kafka     *kafkaproxy.Server // the Kafka front door; nil when off
-	kafkaLn   net.Listener
-	kafkaCert string // the listener's certificate file ("" without TLS)
+	kafka      *kafkaproxy.Server // the Kafka front door; nil when off
+	kafkaAhead atomic.Int64       // encoded bytes the front door's sessions keep read ahead (kafka_ahead.go)
+	kafkaLn    net.Listener
+	kafkaCert  string // the listener's certificate file ("" without TLS)
 
 	partners *products.Partners
 	engine   *policy.Engine

@@ -141,6 +141,7 @@ type kafkaSession struct {
 
 	mu        sync.Mutex
 	closed    bool
+	stopping  bool                   // Close is waiting for the session's goroutines
 	ended     string                 // why access ended (end), for the audit trail
 	auditRead bool                   // a regulator's read of the trail is recorded
 	topics    map[string]*kafkaTopic // every product with a hub reader, by topic name
@@ -163,12 +164,12 @@ type kafkaTopic struct {
 	quota      httpapi.Quota // nil: unlimited (no limiter)
 	partitions int32
 
-	used     bool                    // read (Fetch, Offsets): losing it ends the session
-	reader   *kafkaReader            // the view's hub reader, opened at the first Fetch
-	release  func()                  // the plan's stream slot, taken at the first Fetch
-	refused  string                  // the last limit refused (logged once)
-	aud      httpapi.Delivery        // the audit record of this stream, opened at the first Fetch
-	surplus  map[int32]*kafkaSurplus // per partition: read and encoded, not yet sent
+	used     bool                  // read (Fetch, Offsets): losing it ends the session
+	reader   *kafkaReader          // the view's hub reader, opened at the first Fetch
+	release  func()                // the plan's stream slot, taken at the first Fetch
+	refused  string                // the last limit refused (logged once)
+	aud      httpapi.Delivery      // the audit record of this stream, opened at the first Fetch
+	ahead    map[int32]*kafkaAhead // per partition: read and encoded, not yet sent (kafka_ahead.go)
 	logStart []int64
 	startAt  time.Time
 	high     map[int32]int64 // last high watermark seen per partition
@@ -357,7 +358,7 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 // retireReader drops t's reader; it is closed when its last read returns
 // (s.mu held).
 func (s *kafkaSession) retireReader(t *kafkaTopic) {
-	t.surplus = nil // encoded by the old view
+	s.dropAhead(t, -1) // encoded by the old view
 	if r := t.reader; r != nil {
 		r.retired = true
 		if r.refs == 0 {
@@ -655,14 +656,37 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 			byteLimit = min(byteLimit, max(int(br/4), 1))
 		}
 	}
-	// What the previous Fetch of this partition read and encoded beyond
-	// the client's byte limit is served first: a hub read encodes up to a
-	// whole upstream fetch, often several responses' worth.
-	res, ok := s.takeSurplus(t, partition, offset)
-	if !ok {
+	// What this session read ahead of the partition (the tail of the last
+	// hub read, or a read in flight) answers first; see kafka_ahead.go.
+	s.mu.Lock()
+	outView, key := t.out, ""
+	if outView != nil {
+		key = outView.Key()
+	}
+	s.mu.Unlock()
+	res, ok, pending := s.takeAhead(ctx, t, partition, offset, key, maxWait > 0)
+	if pending {
+		return empty() // being read: a later pass or Fetch takes it
+	}
+	if ok {
+		withholdNow(outView, res.Events)
+	} else {
 		r, err := s.acquireReader(ctx, t)
 		if err != nil {
 			return kafkaproxy.FetchResult{}, err
+		}
+		key = r.key
+		// A Fetch that does not wait (the first pass over a request's
+		// partitions) leaves a read of history to the background, so the
+		// response goes out with what the other partitions have ready;
+		// the request's waiting pass, or the next Fetch, takes it.
+		if maxWait <= 0 && r.r.Direct(partition, offset) && s.readInBackground(t, partition, key, offset, byteLimit, limit) {
+			high := r.r.High(partition)
+			s.releaseReader(r)
+			s.mu.Lock()
+			t.high[partition] = max(t.high[partition], high) // not the end: clients stop at the high watermark
+			s.mu.Unlock()
+			return empty()
 		}
 		res, err = r.r.Read(ctx, partition, offset, limit, max(maxWait, 0))
 		s.releaseReader(r)
@@ -685,13 +709,14 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 	// before the first record) and the monthly quota.
 	out := kafkaproxy.FetchResult{Next: res.Next, HighWatermark: res.High}
 	var sizes []int
+	var tail []hub.Event
 	size := 0
 	for i := range res.Events {
 		e := &res.Events[i]
 		if e.Data != nil {
-			if (len(out.Records) > 0 && size+len(e.Data) > byteLimit) || int64(len(out.Records)) >= left {
+			if (len(out.Records) > 0 && size+len(e.Data) > byteLimit) || len(out.Records) >= limit || int64(len(out.Records)) >= left {
 				out.Next = e.Offset
-				s.keepSurplus(t, partition, res, i)
+				tail = res.Events[i:]
 				break
 			}
 			out.Records = append(out.Records, kafkaproxy.Record{Offset: e.Offset, Timestamp: e.Timestamp, Value: e.Data})
@@ -699,6 +724,7 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 			size += len(e.Data)
 		}
 	}
+	s.keepAhead(t, partition, key, res, tail, out.Next, byteLimit, limit)
 	out.LogStart = s.logStart(ctx, t, partition)
 	s.mu.Lock()
 	t.high[partition] = max(t.high[partition], out.HighWatermark)
@@ -781,6 +807,9 @@ func (s *kafkaSession) Throttle(records, _ int) time.Duration {
 // tokens are given back.
 func (s *kafkaSession) Close() {
 	s.cancel()
+	s.mu.Lock()
+	s.stopping = true // no read ahead starts after this (kafka_ahead.go)
+	s.mu.Unlock()
 	s.wg.Wait()
 	var auds []httpapi.Delivery
 	defer func() {
@@ -1020,42 +1049,4 @@ func (s *kafkaSession) auditFetch(ctx context.Context, partition int32, offset i
 		return out, nil
 	}
 	return kafkaproxy.FetchResult{Next: offset, HighWatermark: offset, LogStart: -1}, nil
-}
-
-// kafkaSurplusTTL bounds how long encoded records wait for the next Fetch:
-// short, so an opt-out or policy change since they were encoded applies
-// well within a second.
-const kafkaSurplusTTL = 300 * time.Millisecond
-
-// kafkaSurplus is the tail of a hub read that did not fit a response.
-type kafkaSurplus struct {
-	events     []hub.Event // from the first event not sent
-	next, high int64
-	at         time.Time
-}
-
-// keepSurplus keeps res.Events[from:] for the partition's next Fetch.
-func (s *kafkaSession) keepSurplus(t *kafkaTopic, partition int32, res hub.PartitionRead, from int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t.surplus == nil {
-		t.surplus = map[int32]*kafkaSurplus{}
-	}
-	t.surplus[partition] = &kafkaSurplus{events: res.Events[from:], next: res.Next, high: res.High, at: time.Now()}
-}
-
-// takeSurplus returns the kept tail when the client asks for exactly where
-// it starts and it is fresh; any other request drops it.
-func (s *kafkaSession) takeSurplus(t *kafkaTopic, partition int32, offset int64) (hub.PartitionRead, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sp := t.surplus[partition]
-	if sp == nil {
-		return hub.PartitionRead{}, false
-	}
-	delete(t.surplus, partition)
-	if len(sp.events) == 0 || sp.events[0].Offset != offset || time.Since(sp.at) > kafkaSurplusTTL {
-		return hub.PartitionRead{}, false
-	}
-	return hub.PartitionRead{Events: sp.events, Next: sp.next, High: sp.high}, true
 }
