@@ -65,58 +65,19 @@ func TestIntegrationKafkaReadAheadConsent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	meta := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr("cdr")
-	meta.Topics = append(meta.Topics, mt)
-	mresp, err := meta.RequestWith(ctx, cl)
-	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 {
-		t.Fatalf("metadata: %+v, %v", mresp, err)
-	}
-	// Every Fetch over one connection (one session), as a consumer's
-	// fetches go to the partition leader.
-	broker := cl.Broker(int(mresp.Brokers[0].NodeID))
-	offsets := map[int32]int64{}
-	for _, p := range mresp.Topics[0].Partitions {
-		offsets[p.Partition] = 0
-	}
-	// fetch sends one Fetch of every partition from offsets and returns
-	// the durations of the records it carries; offsets move on.
+	f := newRawFetcher(t, ctx, cl, "cdr")
+	// fetch sends one Fetch of every partition and returns the durations
+	// of the records it carries.
 	fetch := func(partitionBytes int32) []int {
-		req := kmsg.NewPtrFetchRequest()
-		req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 2000, 1, 50<<20
-		rt := kmsg.NewFetchRequestTopic()
-		rt.Topic = "cdr"
-		for p, o := range offsets {
-			rp := kmsg.NewFetchRequestTopicPartition()
-			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset, rp.CurrentLeaderEpoch = p, o, partitionBytes, -1, -1
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		req.Topics = append(req.Topics, rt)
-		kr, err := broker.Request(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp := kr.(*kmsg.FetchResponse)
 		var durations []int
-		for _, tp := range resp.Topics {
-			for i := range tp.Partitions {
-				rp := &tp.Partitions[i]
-				if rp.ErrorCode != 0 {
-					t.Fatalf("partition %d: error %d", rp.Partition, rp.ErrorCode)
-				}
-				fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: offsets[rp.Partition], Topic: "cdr", Partition: rp.Partition}, rp, kgo.DefaultDecompressor(), nil)
-				for _, r := range fp.Records {
-					var v struct {
-						Duration int `json:"duration_s"`
-					}
-					if err := json.Unmarshal(r.Value, &v); err != nil {
-						t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
-					}
-					durations = append(durations, v.Duration)
-				}
-				offsets[rp.Partition] = max(offsets[rp.Partition], next)
+		for _, r := range f.fetch(partitionBytes) {
+			var v struct {
+				Duration int `json:"duration_s"`
 			}
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			durations = append(durations, v.Duration)
 		}
 		return durations
 	}
@@ -187,5 +148,128 @@ func TestIntegrationKafkaReadAheadConsent(t *testing.T) {
 	}
 	if n := count(rest, 2) + count(first, 2); n != 300 {
 		t.Errorf("%d records of the other subscriber, want 300", n)
+	}
+}
+
+// rawFetcher sends Fetch requests of every partition of a topic over one
+// connection (one session), as a consumer's fetches go to the partition
+// leader, from the offsets the previous responses ended at.
+type rawFetcher struct {
+	t       *testing.T
+	ctx     context.Context
+	topic   string
+	broker  *kgo.Broker
+	offsets map[int32]int64
+}
+
+func newRawFetcher(t *testing.T, ctx context.Context, cl *kgo.Client, topic string) *rawFetcher {
+	t.Helper()
+	meta := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	meta.Topics = append(meta.Topics, mt)
+	mresp, err := meta.RequestWith(ctx, cl)
+	if err != nil || len(mresp.Topics) != 1 || mresp.Topics[0].ErrorCode != 0 || len(mresp.Brokers) != 1 {
+		t.Fatalf("metadata: %+v, %v", mresp, err)
+	}
+	f := &rawFetcher{t: t, ctx: ctx, topic: topic, broker: cl.Broker(int(mresp.Brokers[0].NodeID)), offsets: map[int32]int64{}}
+	for _, p := range mresp.Topics[0].Partitions {
+		f.offsets[p.Partition] = 0
+	}
+	return f
+}
+
+// fetch sends one Fetch (partitionBytes per partition, up to 2 s of wait)
+// and returns its records; the offsets move past them.
+func (f *rawFetcher) fetch(partitionBytes int32) []*kgo.Record {
+	t := f.t
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, 2000, 1, 50<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = f.topic
+	for p, o := range f.offsets {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.LogStartOffset, rp.CurrentLeaderEpoch = p, o, partitionBytes, -1, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	kr, err := f.broker.Request(f.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*kgo.Record
+	for _, tp := range kr.(*kmsg.FetchResponse).Topics {
+		for i := range tp.Partitions {
+			rp := &tp.Partitions[i]
+			if rp.ErrorCode != 0 {
+				t.Fatalf("partition %d: error %d", rp.Partition, rp.ErrorCode)
+			}
+			fp, next := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{Offset: f.offsets[rp.Partition], Topic: f.topic, Partition: rp.Partition}, rp, kgo.DefaultDecompressor(), nil)
+			out = append(out, fp.Records...)
+			f.offsets[rp.Partition] = max(f.offsets[rp.Partition], next)
+		}
+	}
+	return out
+}
+
+// TestIntegrationKafkaReadAheadViewChange: a subscription switched from
+// JSON to Avro while its consumer replays, with records encoded ahead by
+// the JSON view: once a response carries the new encoding, no record of
+// the old one follows, and no offset is lost or repeated.
+func TestIntegrationKafkaReadAheadViewChange(t *testing.T) {
+	e := newEnv(t, withKafkaFrontDoor(t))
+	e.produce("cdr", 900)
+	rest := restRecords(t, e, "mvno-a", "cdr")
+	sub := ""
+	_, list := e.do(http.MethodGet, "/v1/subscriptions", "mvno-a", "")
+	for _, s := range list["subscriptions"].([]any) {
+		if m := s.(map[string]any); m["product"] == "cdr" {
+			sub = m["id"].(string)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f := newRawFetcher(t, ctx, e.kafkaClient(kafkaOAuth(e.token("mvno-a"))), "cdr")
+	seen := map[pos]bool{}
+	var avroAt, jsonAfter int
+	total := 0
+	take := func(recs []*kgo.Record) {
+		for _, r := range recs {
+			p := pos{r.Partition, r.Offset}
+			if seen[p] {
+				t.Fatalf("record %v delivered twice", p)
+			}
+			seen[p] = true
+			total++
+			isAvro := len(r.Value) > 5 && r.Value[0] == 0
+			switch {
+			case isAvro && avroAt == 0:
+				avroAt = total
+			case !isAvro && avroAt > 0:
+				jsonAfter++
+			}
+		}
+	}
+	for total == 0 && ctx.Err() == nil {
+		take(f.fetch(400)) // a record or so per partition; the rest is read ahead as JSON
+	}
+	if status, v := e.do(http.MethodPatch, "/v1/subscriptions/"+sub, "mvno-a", `{"kafka_format":"avro"}`); status != http.StatusOK {
+		t.Fatalf("PATCH: %d %v", status, v)
+	}
+	for len(seen) < len(rest) && ctx.Err() == nil {
+		take(f.fetch(400))
+	}
+	t.Logf("%d records, the first Avro one was #%d; %d JSON records after it", total, avroAt, jsonAfter)
+	if avroAt == 0 {
+		t.Fatal("no Avro record after the switch")
+	}
+	if jsonAfter > 0 {
+		t.Errorf("%d records encoded by the old view were sent after the new view's first", jsonAfter)
+	}
+	for p := range rest {
+		if !seen[p] {
+			t.Errorf("record %v (REST) never delivered", p)
+		}
 	}
 }
