@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -80,7 +81,8 @@ func (r *PartitionReader) Read(ctx context.Context, partition int32, offset int6
 	if limit <= 0 {
 		limit = 1
 	}
-	var deadline <-chan time.Time
+	var w waiter
+	defer w.stop()
 	for {
 		r.mu.Lock()
 		closed := r.closed
@@ -96,23 +98,13 @@ func (r *PartitionReader) Read(ctx context.Context, partition int32, offset int6
 		if !caughtUp || wait <= 0 {
 			return res, nil
 		}
-		if deadline == nil {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			deadline = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-deadline:
+		switch err := w.wait(ctx, r.ring, notify, wait); {
+		case errors.Is(err, errDeadline):
 			return res, nil
-		case <-notify:
-			r.ring.mu.RLock()
-			closed := r.ring.closed
-			r.ring.mu.RUnlock()
-			if closed {
-				return PartitionRead{}, ErrClosed
-			}
+		case errors.Is(err, ErrClosed):
+			return PartitionRead{}, err
+		case err != nil:
+			return res, err
 		}
 	}
 }

@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"context"
+	"errors"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/schemas"
@@ -89,6 +92,45 @@ func newViewRing(v view.View, positions []int64, capacity int) *viewRing {
 		r.parts[p].lo, r.parts[p].hi = off, off
 	}
 	return r
+}
+
+// waiter waits for a ring's publishes within one deadline, which starts
+// at its first wait (the long poll of one read, however many times the
+// read wakes to find nothing for it).
+type waiter struct{ t *time.Timer }
+
+// errDeadline: the waiter's deadline passed.
+var errDeadline = errors.New("hub: wait deadline")
+
+// wait blocks until notify (from r.wait, taken before the caller looked
+// for data) is closed, and returns nil then; errDeadline when d has passed
+// since the first wait, ctx.Err() when ctx ends, ErrClosed when the ring
+// closed.
+func (w *waiter) wait(ctx context.Context, r *viewRing, notify <-chan struct{}, d time.Duration) error {
+	if w.t == nil {
+		w.t = time.NewTimer(d)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.t.C:
+		return errDeadline
+	case <-notify:
+		r.mu.RLock()
+		closed := r.closed
+		r.mu.RUnlock()
+		if closed {
+			return ErrClosed
+		}
+		return nil
+	}
+}
+
+// stop releases the waiter's timer.
+func (w *waiter) stop() {
+	if w.t != nil {
+		w.t.Stop()
+	}
 }
 
 // wait returns a channel closed at the next publish.

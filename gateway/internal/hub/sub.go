@@ -123,7 +123,8 @@ var ErrClosed = errors.New("hub: product reader stopped")
 // an empty slice when nothing did. The returned slice is reused by the next
 // call.
 func (s *Sub) Next(ctx context.Context, max int, wait time.Duration) ([]Event, error) {
-	var deadline <-chan time.Time
+	var w waiter
+	defer w.stop()
 	for {
 		var notify <-chan struct{}
 		if s.ring != nil {
@@ -136,23 +137,11 @@ func (s *Sub) Next(ctx context.Context, max int, wait time.Duration) ([]Event, e
 		if len(out) > 0 || wait <= 0 || s.ring == nil {
 			return out, nil
 		}
-		if deadline == nil {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			deadline = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-deadline:
+		switch err := w.wait(ctx, s.ring, notify, wait); {
+		case errors.Is(err, errDeadline):
 			return out, nil
-		case <-notify:
-			s.ring.mu.RLock()
-			closed := s.ring.closed
-			s.ring.mu.RUnlock()
-			if closed {
-				return nil, ErrClosed
-			}
+		case err != nil:
+			return nil, err
 		}
 	}
 }
