@@ -367,13 +367,19 @@ func (e *engine) CreateKey(ctx context.Context, partnerID string, ttl time.Durat
 	id, presented := newKey()
 	now := e.clock()
 	k := KeyInfo{ID: id, PartnerID: partnerID, CreatedAt: now, ExpiresAt: now.Add(ttl).Truncate(time.Microsecond)}
-	err := e.inTx(ctx, func(t *txn) error {
+	sc, err := newScramCredential(presented[len(keyPrefix)+keyIDLen+1:]) // a few ms: outside the transaction
+	if err != nil {
+		return KeyInfo{}, "", err
+	}
+	err = e.inTx(ctx, func(t *txn) error {
 		if err := mustExist(ctx, t, "partner", `SELECT 1 FROM partners WHERE id = $1`, partnerID); err != nil {
 			return err
 		}
-		if _, err := t.exec(ctx, `INSERT INTO api_keys (id, partner_id, hash, created_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5)`,
-			k.ID, k.PartnerID, hashKey(presented), e.b.ts(k.CreatedAt), e.b.ts(k.ExpiresAt)); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO api_keys (id, partner_id, hash, created_at, expires_at,
+				scram_salt, scram_iterations, scram_stored_key, scram_server_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			k.ID, k.PartnerID, hashKey(presented), e.b.ts(k.CreatedAt), e.b.ts(k.ExpiresAt),
+			sc.Salt, sc.Iterations, sc.StoredKey, sc.ServerKey); err != nil {
 			return err
 		}
 		t.changed(ChangeKey, k.ID)
@@ -420,15 +426,32 @@ func (e *engine) VerifyKey(ctx context.Context, presented string) (KeyInfo, erro
 	if subtle.ConstantTimeCompare(hashKey(presented), stored) != 1 {
 		return KeyInfo{}, fmt.Errorf("%w: no key slk_%s", ErrKeyNotFound, id)
 	}
-	if k.Revoked() {
-		return KeyInfo{}, fmt.Errorf("%w: key slk_%s was revoked at %s by %s; create a new key",
-			ErrKeyRevoked, id, k.RevokedAt.Format(time.RFC3339), k.RevokedBy)
-	}
-	if !e.clock().Before(k.ExpiresAt) {
-		return KeyInfo{}, fmt.Errorf("%w: key slk_%s expired at %s; create a new key",
-			ErrKeyExpired, id, k.ExpiresAt.Format(time.RFC3339))
+	if err := k.Check(e.clock()); err != nil {
+		return KeyInfo{}, err
 	}
 	return k, nil
+}
+
+func (e *engine) ScramKey(ctx context.Context, id string) (KeyInfo, ScramCredential, error) {
+	q, err := e.read()
+	if err != nil {
+		return KeyInfo{}, ScramCredential{}, err
+	}
+	var sc ScramCredential
+	var iterations sql.NullInt64
+	k, err := scanKey(q.queryRow(ctx, `SELECT `+keyCols+`, scram_salt, scram_iterations, scram_stored_key, scram_server_key
+		FROM api_keys WHERE id = $1`, id), &sc.Salt, &iterations, &sc.StoredKey, &sc.ServerKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return KeyInfo{}, ScramCredential{}, fmt.Errorf("%w: no key slk_%s", ErrKeyNotFound, id)
+	}
+	if err != nil {
+		return KeyInfo{}, ScramCredential{}, dbErr("read key slk_"+id, err)
+	}
+	if !iterations.Valid || len(sc.Salt) == 0 || len(sc.StoredKey) == 0 || len(sc.ServerKey) == 0 {
+		return KeyInfo{}, ScramCredential{}, fmt.Errorf("%w: key slk_%s was created before SCRAM credentials were kept; create a new key, or log in with PLAIN", ErrKeyNoScram, id)
+	}
+	sc.Iterations = int(iterations.Int64)
+	return k, sc, nil
 }
 
 func (e *engine) Keys(ctx context.Context, partnerID string) ([]KeyInfo, error) {

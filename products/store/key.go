@@ -1,10 +1,14 @@
 package store
 
 import (
+	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base32"
 	"encoding/base64"
+	"fmt"
 	"strings"
 )
 
@@ -76,6 +80,32 @@ func parseKey(presented string) (id string, ok bool) {
 
 // canonicalLast are the base64url characters whose two low bits are zero.
 const canonicalLast = "AEIMQUYcgkosw048"
+
+// scramIterations is the PBKDF2 iteration count of new SCRAM credentials:
+// 4096, the least Kafka's clients accept for SCRAM-SHA-512. The secret's
+// 256 bits, not the iterations, are what keeps the credential from being
+// brute-forced.
+const scramIterations = 4096
+
+// newScramCredential derives the SCRAM-SHA-512 credential of a key's
+// secret (the password of a SCRAM login) with a fresh 32-byte salt.
+func newScramCredential(secret string) (ScramCredential, error) {
+	sc := ScramCredential{Salt: make([]byte, 32), Iterations: scramIterations}
+	rand.Read(sc.Salt)
+	salted, err := pbkdf2.Key(sha512.New, secret, sc.Salt, sc.Iterations, sha512.Size)
+	if err != nil {
+		return ScramCredential{}, fmt.Errorf("store: derive SCRAM credential: %v", err)
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha512.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	stored := sha512.Sum512(mac(salted, "Client Key"))
+	sc.StoredKey, sc.ServerKey = stored[:], mac(salted, "Server Key")
+	clear(salted)
+	return sc, nil
+}
 
 // hashKey is what the store keeps of a key.
 func hashKey(presented string) []byte {

@@ -41,6 +41,14 @@ type Store interface {
 	// or wrong secret: the two are not told apart), ErrKeyRevoked,
 	// ErrKeyExpired. The error never contains the presented secret.
 	VerifyKey(ctx context.Context, presented string) (KeyInfo, error)
+	// ScramKey returns a key and its SCRAM-SHA-512 credential by key id,
+	// for a SASL/SCRAM login (username = key id, password = secret), which
+	// proves the secret without sending it. It does not judge the key:
+	// the caller checks the client's proof first, then KeyInfo.Check, so
+	// only the key's holder learns whether it is revoked or expired.
+	// Errors: ErrKeyNotFound (no such id), ErrKeyNoScram (a key created
+	// before SCRAM credentials were kept).
+	ScramKey(ctx context.Context, id string) (KeyInfo, ScramCredential, error)
 	// Keys lists a partner's keys (revoked and expired included), oldest first.
 	Keys(ctx context.Context, partnerID string) ([]KeyInfo, error)
 	// RevokeKey revokes a key of the partner. Revoking a revoked key is a
@@ -156,6 +164,9 @@ var (
 	ErrKeyExpired = errors.New("store: API key expired")
 	// ErrKeyRevoked: the key has been revoked.
 	ErrKeyRevoked = errors.New("store: API key revoked")
+	// ErrKeyNoScram: the key has no SCRAM credential (it was created
+	// before they were kept).
+	ErrKeyNoScram = errors.New("store: API key has no SCRAM credential")
 )
 
 // Partner is an organisation that reads data products. Its grants are
@@ -188,6 +199,33 @@ func (k KeyInfo) Prefix() string { return keyPrefix + k.ID }
 
 // Revoked reports whether the key has been revoked.
 func (k KeyInfo) Revoked() bool { return !k.RevokedAt.IsZero() }
+
+// Check returns ErrKeyRevoked or ErrKeyExpired (wrapped, with when and by
+// whom) when the key is not usable at now, else nil.
+func (k KeyInfo) Check(now time.Time) error {
+	if k.Revoked() {
+		return fmt.Errorf("%w: key slk_%s was revoked at %s by %s; create a new key",
+			ErrKeyRevoked, k.ID, k.RevokedAt.Format(time.RFC3339), k.RevokedBy)
+	}
+	if !now.Before(k.ExpiresAt) {
+		return fmt.Errorf("%w: key slk_%s expired at %s; create a new key",
+			ErrKeyExpired, k.ID, k.ExpiresAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ScramCredential is what a SCRAM-SHA-512 server keeps of a password
+// (RFC 5802 section 3): the salt and iteration count of
+// SaltedPassword = PBKDF2-HMAC-SHA-512(password, salt, iterations),
+// StoredKey = SHA-512(HMAC(SaltedPassword, "Client Key")) and
+// ServerKey = HMAC(SaltedPassword, "Server Key"). It cannot be used to
+// log in, only to check a login.
+type ScramCredential struct {
+	Salt       []byte
+	Iterations int
+	StoredKey  []byte
+	ServerKey  []byte
+}
 
 // Plan formats: how a partner may receive data.
 const (
