@@ -1,13 +1,16 @@
 package kafkaproxy
 
 import (
+	"slices"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // SaslHandshake: v0-v1.
 //
-// Picks the mechanism: PLAIN or OAUTHBEARER. After v1 (librdkafka, franz-go,
+// Picks the mechanism: PLAIN, OAUTHBEARER, or SCRAM-SHA-512 (offered when
+// the Backend is a ScramBackend). After v1 (librdkafka, franz-go,
 // current Java) the client sends SaslAuthenticate; after v0 (old Java) the
 // next frame is the raw SASL token with no Kafka header, answered by a raw
 // frame (see handleRawSASL). A second handshake on a logged-in connection
@@ -20,14 +23,14 @@ func init() { register(saslHandshakeKey, 0, 1, true, (*conn).handleSaslHandshake
 
 func (c *conn) handleSaslHandshake(req *kmsg.SASLHandshakeRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
-	resp.SupportedMechanisms = supportedMechanisms
+	resp.SupportedMechanisms = c.s.mechanisms
 	if c.sasl != saslBegin {
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		c.closeAfter = true
 		return resp, nil
 	}
-	switch req.Mechanism {
-	case MechanismPlain, MechanismOAuthBearer:
+	switch {
+	case slices.Contains(c.s.mechanisms, req.Mechanism):
 		c.mech = req.Mechanism
 		if req.Version == 0 {
 			c.sasl = saslRaw

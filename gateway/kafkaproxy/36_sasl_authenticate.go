@@ -7,10 +7,11 @@ import (
 
 // SaslAuthenticate: v0-v2.
 //
-// Carries the client's single SASL message (PLAIN: authzid NUL user NUL
-// password; OAUTHBEARER: the RFC 7628 client-first message with the JWT).
-// Success answers empty server bytes and SessionLifetimeMillis 0 (v1+: no
-// re-authentication; revocation closes the connection instead). Failure
+// Carries a client SASL message (PLAIN: authzid NUL user NUL password;
+// OAUTHBEARER: the RFC 7628 client-first message with the JWT; SCRAM:
+// client-first, then client-final, answered by server-first and
+// server-final in SASLAuthBytes). Success answers SessionLifetimeMillis 0
+// (v1+: no re-authentication; revocation closes the connection instead). Failure
 // answers SASL_AUTHENTICATION_FAILED with the reason and closes the
 // connection after the response.
 //
@@ -20,8 +21,12 @@ func init() { register(saslAuthenticateKey, 0, 2, true, (*conn).handleSaslAuthen
 
 func (c *conn) handleSaslAuthenticate(req *kmsg.SASLAuthenticateRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-	resp.SASLAuthBytes = []byte{}
-	if err := c.login(req.SASLAuthBytes); err != nil {
+	out, err := c.saslStep(req.SASLAuthBytes)
+	resp.SASLAuthBytes = out
+	if resp.SASLAuthBytes == nil {
+		resp.SASLAuthBytes = []byte{}
+	}
+	if err != nil {
 		c.log.Warn("kafkaproxy: sasl login failed", "mechanism", c.mech, "err", err)
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
 		msg := "authentication failed: " + err.Error()

@@ -30,7 +30,8 @@ type conn struct {
 	authed chan struct{} // closed once sess is set
 	sess   Session       // nil until login; owned by the serving goroutine
 	sasl   saslState
-	mech   string // mechanism chosen by SaslHandshake
+	mech   string       // mechanism chosen by SaslHandshake
+	scram  *scramServer // a SCRAM exchange after its first round
 
 	rbuf []byte // frame buffer, reused
 	wbuf []byte // response buffer, reused

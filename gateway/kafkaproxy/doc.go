@@ -6,8 +6,9 @@
 // It owns the protocol: the listener and connections (optional TLS),
 // framing with size caps, request parsing (request header v1/v2 with
 // tagged fields for flexible versions; response header v1, except
-// ApiVersions which always answers header v0), SASL login (PLAIN and
-// OAUTHBEARER, SaslHandshake v0 raw tokens and v1 + SaslAuthenticate),
+// ApiVersions which always answers header v0), SASL login (PLAIN,
+// OAUTHBEARER and, with a ScramBackend, SCRAM-SHA-512; SaslHandshake v0 raw
+// tokens and v1 + SaslAuthenticate),
 // read-only virtual topics (Metadata, ListOffsets, Fetch encoded as v2
 // record batches with the view's gaps), an in-memory classic consumer group
 // coordinator namespaced by partner, committed offsets through an
@@ -26,7 +27,8 @@
 //	conn.go         one connection: frames, header parsing, SASL gating, writes
 //	apis.go         the request-key registry behind ApiVersions and dispatch
 //	NN_name.go      one file per API key, each saying which versions it handles
-//	sasl.go         PLAIN and OAUTHBEARER message parsing, login, raw v0 tokens
+//	sasl.go         PLAIN and OAUTHBEARER message parsing, login steps, raw v0 tokens
+//	scram.go        SCRAM-SHA-512 server (RFC 5802)
 //	group.go        the consumer group coordinator (state machine, janitor)
 //	records.go      record batch v2 encoding (CRC-32C, offset gaps)
 //	errors.go       the one mapping from Go errors to Kafka error codes

@@ -9,9 +9,6 @@ import (
 	"strings"
 )
 
-// supportedMechanisms are listed in SaslHandshake responses.
-var supportedMechanisms = []string{MechanismPlain, MechanismOAuthBearer}
-
 // parseSASL parses the client's first (and, for PLAIN and OAUTHBEARER,
 // only) SASL message of mech into credentials.
 func parseSASL(mech string, msg []byte) (Credentials, error) {
@@ -97,19 +94,43 @@ func parseOAuthBearer(msg []byte) (Credentials, error) {
 	return c, nil
 }
 
-// login authenticates with the backend and installs the session.
-func (c *conn) login(msg []byte) error {
-	creds, err := parseSASL(c.mech, msg)
-	if err != nil {
-		return err
-	}
-	creds.Remote = c.nc.RemoteAddr()
+// saslStep handles one SASL message of the chosen mechanism and returns
+// the server's answer (empty for PLAIN and OAUTHBEARER, which log in in one
+// message; SCRAM's server-first, then server-final). The connection is
+// logged in when c.sasl is saslDone afterwards.
+func (c *conn) saslStep(msg []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.AuthTimeout)
 	defer cancel()
+	if c.mech == MechanismScramSHA512 {
+		b, ok := c.s.cfg.Backend.(ScramBackend)
+		if !ok {
+			return nil, fmt.Errorf("kafkaproxy: sasl mechanism %q is not supported", c.mech)
+		}
+		if c.scram == nil {
+			c.scram = &scramServer{}
+			return c.scram.first(ctx, b, c.s.pepper, msg)
+		}
+		sess, out, err := c.scram.final(ctx, msg)
+		c.scram = nil
+		if err != nil {
+			return nil, err
+		}
+		return out, c.install(sess)
+	}
+	creds, err := parseSASL(c.mech, msg)
+	if err != nil {
+		return nil, err
+	}
+	creds.Remote = c.nc.RemoteAddr()
 	sess, err := c.s.cfg.Backend.Authenticate(ctx, creds)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return []byte{}, c.install(sess)
+}
+
+// install makes sess the connection's session: it is logged in.
+func (c *conn) install(sess Session) error {
 	if sess == nil {
 		return errors.New("kafkaproxy: backend returned no session")
 	}
@@ -125,8 +146,10 @@ func (c *conn) login(msg []byte) error {
 // with no Kafka header, answered by a raw frame (empty on success). On
 // failure the connection is closed, as Kafka does for v0 clients.
 func (c *conn) handleRawSASL(frame []byte) error {
-	if err := c.login(frame); err != nil {
+	out, err := c.saslStep(frame)
+	if err != nil {
 		return protoErr("sasl %s login failed (v0 handshake): %v", c.mech, err)
 	}
-	return c.writeRaw(binary.BigEndian.AppendUint32(c.wbuf[:0], 0))
+	b := binary.BigEndian.AppendUint32(c.wbuf[:0], uint32(len(out)))
+	return c.writeRaw(append(b, out...))
 }

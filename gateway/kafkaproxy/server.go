@@ -2,6 +2,7 @@ package kafkaproxy
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -162,6 +163,9 @@ type Server struct {
 	wg     sync.WaitGroup // accept loops' connections and watchers
 	host   string         // advertised, from cfg or the first listener
 	port   int32
+
+	mechanisms []string // SASL mechanisms offered
+	pepper     []byte   // keys the made-up SCRAM salts of unknown users
 }
 
 // New validates cfg and returns a Server.
@@ -169,7 +173,12 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, lns: map[net.Listener]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, lns: map[net.Listener]struct{}{},
+		mechanisms: []string{MechanismPlain, MechanismOAuthBearer}, pepper: make([]byte, 32)}
+	if _, ok := cfg.Backend.(ScramBackend); ok {
+		s.mechanisms = append(s.mechanisms, MechanismScramSHA512)
+	}
+	rand.Read(s.pepper)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.groups = newCoordinator(&s.cfg)
 	if cfg.AdvertisedAddr != "" {
