@@ -104,11 +104,21 @@ func (b *kafkaBackend) Authenticate(ctx context.Context, c kafkaproxy.Credential
 	default:
 		return nil, fmt.Errorf("%w: mechanism %s is not accepted", kafkaproxy.ErrAuthentication, c.Mechanism)
 	}
+	keyID := ""
+	if key != "" {
+		keyID, _, _ = strings.Cut(strings.TrimPrefix(key, "slk_"), "_")
+	}
+	return b.login(ctx, partnerID, key, keyID, expires)
+}
+
+// login opens the session of an authenticated partner.
+func (b *kafkaBackend) login(ctx context.Context, partnerID, key, keyID string, expires time.Time) (kafkaproxy.Session, error) {
+	a := b.g.access
 	partner, f := auth.LookupPartner(a.partners, auth.Identity{Partner: partnerID})
 	if f != nil {
 		return nil, fmt.Errorf("%w: %s", kafkaproxy.ErrAuthentication, f.Detail)
 	}
-	s := newKafkaSession(b.g, partner, key, expires)
+	s := newKafkaSession(b.g, partner, key, keyID, expires)
 	changed := a.changed() // before the first look: no change can slip between
 	if err := s.refresh(ctx); err != nil {
 		s.log.Error("kafka: reading the partner's subscriptions failed; login refused", "err", err)
@@ -117,6 +127,32 @@ func (b *kafkaBackend) Authenticate(ctx context.Context, c kafkaproxy.Credential
 	}
 	s.wg.Go(func() { s.watch(changed) })
 	return s, nil
+}
+
+// ScramLookup is SASL/SCRAM-SHA-512 with an API key: username = key id
+// (or slk_<id>), password = secret. The proxy checks the client's proof
+// against the key's stored credential; only then does Complete say
+// whether the key is revoked or expired, and open the session.
+func (b *kafkaBackend) ScramLookup(ctx context.Context, username string) (kafkaproxy.ScramLogin, error) {
+	id := strings.TrimPrefix(username, "slk_")
+	k, cred, err := b.g.access.store.ScramKey(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrKeyNotFound):
+		return kafkaproxy.ScramLogin{}, kafkaproxy.ErrUnknownUser
+	case errors.Is(err, store.ErrKeyNoScram):
+		return kafkaproxy.ScramLogin{}, fmt.Errorf("%w: this API key was created before SCRAM logins were offered; create a new key, or log in with PLAIN", kafkaproxy.ErrAuthentication)
+	case err != nil:
+		return kafkaproxy.ScramLogin{}, fmt.Errorf("%w: %s", kafkaproxy.ErrAuthentication, keyFailure(err).Detail)
+	}
+	return kafkaproxy.ScramLogin{
+		Credential: kafkaproxy.ScramCredential{Salt: cred.Salt, Iterations: cred.Iterations, StoredKey: cred.StoredKey, ServerKey: cred.ServerKey},
+		Complete: func(ctx context.Context) (kafkaproxy.Session, error) {
+			if err := k.Check(time.Now()); err != nil {
+				return nil, fmt.Errorf("%w: %s", kafkaproxy.ErrAuthentication, keyFailure(err).Detail)
+			}
+			return b.login(ctx, k.PartnerID, "", k.ID, k.ExpiresAt)
+		},
+	}, nil
 }
 
 // kafkaSession is one partner's login on one connection.
@@ -129,6 +165,7 @@ type kafkaSession struct {
 	g       *Gateway
 	partner *products.Partner
 	key     string    // the API key presented (PLAIN), checked again on changes; never logged
+	keyID   string    // the API key's id (PLAIN, SCRAM); "" for a token
 	expires time.Time // of the credential: the session ends then
 	log     *slog.Logger
 
@@ -195,8 +232,8 @@ type kafkaDelivery struct {
 	bytes int
 }
 
-func newKafkaSession(g *Gateway, p *products.Partner, key string, expires time.Time) *kafkaSession {
-	s := &kafkaSession{g: g, partner: p, key: key, expires: expires, done: make(chan struct{}),
+func newKafkaSession(g *Gateway, p *products.Partner, key, keyID string, expires time.Time) *kafkaSession {
+	s := &kafkaSession{g: g, partner: p, key: key, keyID: keyID, expires: expires, done: make(chan struct{}),
 		log: g.cfg.Logger.With("partner", p.ID, "front_door", "kafka"), topics: map[string]*kafkaTopic{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, prod := range g.catalog.Products {
@@ -255,8 +292,17 @@ func (s *kafkaSession) watch(changed <-chan struct{}) {
 func (s *kafkaSession) recheck() bool {
 	ctx, cancel := context.WithTimeout(s.ctx, kafkaRecheckTimeout)
 	defer cancel()
-	if s.key != "" {
-		if _, err := s.g.access.store.VerifyKey(ctx, s.key); err != nil {
+	if s.keyID != "" {
+		var err error
+		if s.key != "" {
+			_, err = s.g.access.store.VerifyKey(ctx, s.key)
+		} else { // SCRAM: the secret was never seen; the key's state is what can change
+			var k store.KeyInfo
+			if k, _, err = s.g.access.store.ScramKey(ctx, s.keyID); err == nil {
+				err = k.Check(time.Now())
+			}
+		}
+		if err != nil {
 			if s.ctx.Err() != nil {
 				return false
 			}
@@ -900,9 +946,8 @@ func (s *kafkaSession) auditTopic(ctx context.Context, t *kafkaTopic) (httpapi.D
 	}
 	pl := s.g.access.plan(ctx, s.partner, t.product, purpose)
 	cred := "token"
-	if s.key != "" {
-		id, _, _ := strings.Cut(strings.TrimPrefix(s.key, "slk_"), "_")
-		cred = "key:" + id
+	if s.keyID != "" {
+		cred = "key:" + s.keyID
 	}
 	if err := au.decision(ctx, accessEvent(pl, "kafka", cred)); err != nil {
 		return nil, err

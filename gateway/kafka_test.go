@@ -942,6 +942,8 @@ func TestIntegrationKcat(t *testing.T) {
 		t.Logf("%s: kcat consumed %d records, identical to REST", note, len(got))
 	}
 	consume("SASL_SSL PLAIN", plainArgs)
+	consume("SASL_SSL SCRAM-SHA-512", append(slices.Clone(tlsArgs), "-X", "sasl.mechanisms=SCRAM-SHA-512",
+		"-X", "sasl.username="+keyID, "-X", "sasl.password="+secret))
 
 	out, stderr, err := run("", append(slices.Clone(plainArgs), "-L")...)
 	if err != nil {
