@@ -65,7 +65,7 @@ const (
 // kafkaBackend is kafkaproxy.Backend over the gateway's access decisions.
 type kafkaBackend struct{ g *Gateway }
 
-var _ kafkaproxy.Backend = (*kafkaBackend)(nil)
+var _ kafkaproxy.ScramBackend = (*kafkaBackend)(nil) // PLAIN, OAUTHBEARER and SCRAM-SHA-512
 
 // apiKeyFromPlain turns SASL/PLAIN credentials into the API key they stand
 // for: username is the key id (or its listed prefix slk_<id>), password the
