@@ -70,9 +70,10 @@ type pyResult struct {
 // (sasl.oauthbearer.method=oidc). Either way it lists only the partner's
 // products and consumes one from the beginning, without a group and in a
 // group that commits, and gets what REST and SSE give the partner: the
-// same values, byte for byte, at the same offsets. An expired JWT, one
-// signed by another key and one of an unknown partner do not log in: the
-// client reports an authentication error.
+// same values, byte for byte, at the same offsets. (c) SASL/SCRAM-SHA-512
+// with an API key does the same. An expired JWT, one signed by another
+// key, one of an unknown partner and a wrong SCRAM password do not log
+// in: the client reports an authentication error.
 func TestIntegrationLibrdkafkaOAuthBearer(t *testing.T) {
 	py := librdkafkaPython(t)
 	script, err := filepath.Abs(filepath.Join("testdata", "librdkafka", "client.py"))
@@ -266,6 +267,15 @@ func TestIntegrationLibrdkafkaOAuthBearer(t *testing.T) {
 		topics(t, benv, bargs, []string{"cdr"})
 	})
 
+	t.Run("scram", func(t *testing.T) {
+		_, keyID, secret := e.kafkaKey(partner)
+		scram := append(slices.Clone(base), "--auth", "scram")
+		env := []string{"SLUICE_SCRAM_USER=" + keyID, "SLUICE_SCRAM_PASSWORD=" + secret}
+		topics(t, env, scram, []string{"cdr", "fraud-alerts", "network-quality"})
+		consume(t, "scram-sha-512, no group", env, scram, "")
+		refused(t, []string{"SLUICE_SCRAM_USER=" + keyID, "SLUICE_SCRAM_PASSWORD=" + secret[:len(secret)-1] + flipChar(secret[len(secret)-1])}, scram)
+	})
+
 	t.Run("refused", func(t *testing.T) {
 		for _, tc := range []struct{ note, token string }{
 			{"expired", sign(key, partner, now.Add(-2*time.Hour), now.Add(-time.Hour))},
@@ -334,4 +344,12 @@ func TestIntegrationLibrdkafkaOAuthBearer(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// flipChar returns a character other than c.
+func flipChar(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
 }

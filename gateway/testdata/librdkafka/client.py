@@ -22,6 +22,9 @@ Auth options (always SASL_SSL, trusting the front door's certificate):
     --auth oidc       sasl.oauthbearer.method=oidc: librdkafka fetches the
                       token from --token-url with OAuth 2.0 client
                       credentials (--client-id, secret in $SLUICE_CLIENT_SECRET)
+    --auth scram      SASL/SCRAM-SHA-512 with an API key: username
+                      $SLUICE_SCRAM_USER (the key id), password
+                      $SLUICE_SCRAM_PASSWORD (the secret)
 
 Exit status: 0 done; 3 the login failed (an authentication error, printed
 as "AUTHENTICATION: ..." on stderr); 4 a topic error; 5 time out; 2 usage.
@@ -89,6 +92,12 @@ def config(args, errors):
             return token, time.time() + args.lifetime, args.principal
 
         conf["oauth_cb"] = oauth_cb
+    elif args.auth == "scram":
+        conf.update({
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": os.environ.get("SLUICE_SCRAM_USER", ""),
+            "sasl.password": os.environ.get("SLUICE_SCRAM_PASSWORD", ""),
+        })
     else:
         conf.update({
             "sasl.oauthbearer.method": "oidc",
@@ -206,7 +215,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap")
     ap.add_argument("--ca")
-    ap.add_argument("--auth", choices=("callback", "oidc"), default="callback")
+    ap.add_argument("--auth", choices=("callback", "oidc", "scram"), default="callback")
     ap.add_argument("--principal", default="partner")
     ap.add_argument("--lifetime", type=float, default=3600)
     ap.add_argument("--token-url")
