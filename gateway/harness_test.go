@@ -456,9 +456,7 @@ func checkSame(t testing.TB, got, want []pos) {
 // paced by them; quota tests create plans of their own.
 func roomyPlans(t testing.TB, s store.Store) {
 	t.Helper()
-	for _, p := range store.DemoPlans() {
-		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
-		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
+	for _, p := range store.UnlimitedDemoPlans() {
 		if err := s.UpsertPlan(context.Background(), p); err != nil {
 			t.Fatalf("roomy plan %s: %v", p.ID, err)
 		}

@@ -603,12 +603,7 @@ func startBenchGateway(ctx context.Context, o *benchOptions, stderr io.Writer) (
 	// The bench measures the gateway, not a plan: its own gateway's demo
 	// plans get limits it cannot reach, and every format (the wire phase
 	// reads through the Kafka front door as partners on any plan).
-	for _, p := range store.DemoPlans() {
-		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
-		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
-		if !slices.Contains(p.Formats, store.FormatKafka) {
-			p.Formats = append(p.Formats, store.FormatKafka)
-		}
+	for _, p := range store.UnlimitedDemoPlans() {
 		if err := g.Store().UpsertPlan(ctx, p); err != nil {
 			cancel()
 			g.Close()

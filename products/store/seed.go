@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/products"
@@ -25,6 +26,20 @@ func DemoPlans() []Plan {
 			MonthlyRecordQuota: 1_000_000_000, ReplayWindow: 720 * time.Hour,
 			Formats: []string{FormatJSON, FormatNDJSON, FormatSSE, FormatKafka}},
 	}
+}
+
+// UnlimitedDemoPlans returns DemoPlans with limits no client reaches and
+// every format: what `sluice bench` and the gateway's functional tests
+// run under, so that they measure and test the gateway, not a plan.
+func UnlimitedDemoPlans() []Plan {
+	plans := DemoPlans()
+	for i := range plans {
+		p := &plans[i]
+		p.RecordsPerSecond, p.BytesPerSecond = 1e9, 1e12
+		p.ConcurrentStreams, p.MonthlyRecordQuota = 1e6, 1e15
+		p.Formats = slices.Clone(knownFormats)
+	}
+	return plans
 }
 
 // demoPlanFor: internal divisions read under premium, everyone else

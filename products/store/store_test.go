@@ -1071,3 +1071,26 @@ func TestChangesAfterListenerLoss(t *testing.T) {
 		recv(t, feed, Change{ChangeSubscription, sub.ID}, time.Second)
 	})
 }
+
+// TestUnlimitedDemoPlans: the bench's and tests' plans are the demo plans
+// (same ids, same default) with every format and limits no client
+// reaches, and the store accepts them.
+func TestUnlimitedDemoPlans(t *testing.T) {
+	s := openStore(t, newSQLiteDSN(t))
+	demo, unlimited := DemoPlans(), UnlimitedDemoPlans()
+	if len(demo) != len(unlimited) {
+		t.Fatalf("%d plans, want %d", len(unlimited), len(demo))
+	}
+	for i, p := range unlimited {
+		if p.ID != demo[i].ID || p.Default != demo[i].Default || !slices.Equal(p.Formats, knownFormats) ||
+			p.RecordsPerSecond < 1e9 || p.MonthlyRecordQuota < 1e15 || p.ConcurrentStreams < 1e6 {
+			t.Errorf("plan %d: %+v", i, p)
+		}
+		if err := s.UpsertPlan(t.Context(), p); err != nil {
+			t.Fatalf("UpsertPlan(%s): %v", p.ID, err)
+		}
+	}
+	if demo[0].RecordsPerSecond >= 1e9 {
+		t.Error("UnlimitedDemoPlans changed DemoPlans")
+	}
+}
