@@ -1095,3 +1095,34 @@ func (s *kafkaSession) auditFetch(ctx context.Context, partition int32, offset i
 	}
 	return kafkaproxy.FetchResult{Next: offset, HighWatermark: offset, LogStart: -1}, nil
 }
+
+// KafkaView returns the view partner reads product through on the Kafka
+// front door (the purpose of its oldest active subscription, the policy's
+// decision, compiled as for every front door). It is for tools that apply
+// the same governance outside the gateway: `sluice bench` runs a direct
+// consumer that decodes and encodes every record by it, to compare the
+// front door with the same work done in the client. An error when the
+// partner holds no active subscription or the policy gives no view.
+func (g *Gateway) KafkaView(ctx context.Context, partnerID, productID string) (view.View, error) {
+	a := g.access
+	partner, f := auth.LookupPartner(a.partners, auth.Identity{Partner: partnerID})
+	if f != nil {
+		return nil, errors.New(f.Detail)
+	}
+	prod, ok := g.catalog.Get(productID)
+	if !ok {
+		return nil, fmt.Errorf("no product %q", productID)
+	}
+	sub, _, err := a.grant(ctx, partner.ID, prod.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	if sub.ID == "" {
+		return nil, fmt.Errorf("%s holds no active subscription of %s", partnerID, productID)
+	}
+	pl := a.plan(ctx, partner, prod, sub.Purpose)
+	if pl.view == nil {
+		return nil, fmt.Errorf("the policy gives %s no view of %s for %s", partnerID, productID, sub.Purpose)
+	}
+	return pl.view, nil
+}

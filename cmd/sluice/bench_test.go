@@ -461,6 +461,22 @@ func TestBenchWirePhase(t *testing.T) {
 			if w.Ratio <= 0 || len(w.Ratios) != 2 || len(w.AddedP99s) != 2 {
 				t.Fatalf("ratio %v (%v), added p99 %v", w.Ratio, w.Ratios, w.AddedP99s)
 			}
+			// The reference of the same work in the client (JSON only)
+			// keeps exactly the records the front door delivered, with the
+			// same value bytes.
+			switch {
+			case w.Format == "avro" && w.DirectView != nil:
+				t.Fatalf("a direct + view reference for Avro values: %+v", *w.DirectView)
+			case w.Format != "avro":
+				dv := w.DirectView
+				if dv == nil || len(w.DirectViewRuns) != 2 || w.ViewRatio <= 0 || len(w.ViewRatios) != 2 {
+					t.Fatalf("no direct + view reference: %s", out.String())
+				}
+				if !dv.Complete || dv.Records != w.Front.Records || dv.ValueBytes != w.Front.ValueBytes || dv.RecordsPerS <= 0 {
+					t.Fatalf("direct + view kept %d records (%d bytes), the front door delivered %d (%d bytes)",
+						dv.Records, dv.ValueBytes, w.Front.Records, w.Front.ValueBytes)
+				}
+			}
 			// The front door serves the governed view, as JSON with the
 			// position meta fields, not the upstream record; or as Avro
 			// under the view's schema id.

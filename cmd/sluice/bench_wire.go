@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 	"github.com/sluicehq/sluice/products/store"
@@ -71,6 +72,14 @@ type wireReport struct {
 	Ratios     []float64 `json:"front_to_direct_runs,omitempty"`
 	AddedP99ms float64   `json:"added_fetch_p99_ms"`
 	AddedP99s  []float64 `json:"added_fetch_p99_ms_runs,omitempty"`
+	// DirectView is the reference of the same work done in the client: a
+	// direct consumer that decodes every upstream record and encodes it by
+	// the partner's view (in-process gateway, JSON only). ViewRatio is the
+	// median per-run ratio of front door to it.
+	DirectView     *wireReadResult  `json:"direct_view,omitempty"`
+	DirectViewRuns []wireReadResult `json:"direct_view_runs,omitempty"`
+	ViewRatio      float64          `json:"front_to_direct_view,omitempty"`
+	ViewRatios     []float64        `json:"front_to_direct_view_runs,omitempty"`
 	// Live is the live round with the median added p99 of LiveRuns.
 	Live     *wireLive  `json:"live,omitempty"`
 	LiveRuns []wireLive `json:"live_runs,omitempty"`
@@ -193,11 +202,19 @@ func runWire(ctx context.Context, o *benchOptions, env wireEnv, logf func(string
 	}
 	rep.FetchMaxWaitMS = wc.maxWait.Milliseconds()
 	n := env.rng.total()
-	var ratios, added []float64
+	var cv *clientView
+	if env.gw != nil && o.wireFormat == "json" {
+		v, err := env.gw.KafkaView(ctx, o.wirePartner, env.product.ID)
+		if err != nil {
+			return rep, fmt.Errorf("the partner's view for the direct + view reference: %w", err)
+		}
+		cv = &clientView{v: v, codec: env.codec, rec: env.codec.Layout().NewRecord()}
+	}
+	var ratios, added, viewRatios []float64
 	for run := 1; run <= o.repeat && ctx.Err() == nil; run++ {
 		logf("wire %d/%d: direct franz-go consumer reading %d records from %s", run, o.repeat, n, rep.Upstream)
 		cpu0, srv0 := processCPU(), env.target.cpu(ctx, env.mode)
-		d, err := wc.read(ctx, false, env.rng, n, nil)
+		d, err := wc.read(ctx, false, env.rng, n, nil, nil)
 		d.CPUSeconds = processCPU() - cpu0 + env.target.cpu(ctx, env.mode) - srv0
 		rep.DirectRuns = append(rep.DirectRuns, d)
 		if err != nil {
@@ -209,7 +226,7 @@ func runWire(ctx context.Context, o *benchOptions, env wireEnv, logf func(string
 		cpu0, srv0 = processCPU(), env.target.cpu(ctx, env.mode)
 		var fields []string
 		hr0 := hubReads(ctx, env.target)
-		f, err := wc.read(ctx, true, env.rng, n, &fields)
+		f, err := wc.read(ctx, true, env.rng, n, &fields, nil)
 		f.CPUSeconds = processCPU() - cpu0 + env.target.cpu(ctx, env.mode) - srv0
 		f.HubReads = hubReads(ctx, env.target) - hr0
 		rep.FrontRuns = append(rep.FrontRuns, f)
@@ -224,6 +241,28 @@ func runWire(ctx context.Context, o *benchOptions, env wireEnv, logf func(string
 			ratios = append(ratios, f.RecordsPerS/d.RecordsPerS)
 		}
 		added = append(added, f.FetchP99ms-d.FetchP99ms)
+
+		if cv != nil {
+			logf("wire %d/%d: direct consumer decoding and encoding by %s's view itself", run, o.repeat, o.wirePartner)
+			cpu0, srv0 = processCPU(), env.target.cpu(ctx, env.mode)
+			dv, err := wc.read(ctx, false, env.rng, n, nil, cv)
+			dv.CPUSeconds = processCPU() - cpu0 + env.target.cpu(ctx, env.mode) - srv0
+			rep.DirectViewRuns = append(rep.DirectViewRuns, dv)
+			if err != nil {
+				return rep, fmt.Errorf("direct + view read: %w", err)
+			}
+			logf("wire %d/%d: direct + view: %d records in %.3fs: %.0f records/s", run, o.repeat, dv.Records, dv.Seconds, dv.RecordsPerS)
+			if dv.RecordsPerS > 0 {
+				viewRatios = append(viewRatios, f.RecordsPerS/dv.RecordsPerS)
+			}
+		}
+	}
+	if len(rep.DirectViewRuns) > 0 {
+		dv := medianBy(rep.DirectViewRuns, func(r wireReadResult) float64 { return r.RecordsPerS })
+		rep.DirectView = &dv
+	}
+	if len(viewRatios) > 0 {
+		rep.ViewRatio, rep.ViewRatios = median(viewRatios), viewRatios
 	}
 	if len(rep.DirectRuns) > 0 {
 		d := medianBy(rep.DirectRuns, func(r wireReadResult) float64 { return r.RecordsPerS })
@@ -453,10 +492,36 @@ func (m *fetchMeter) firstFetch() time.Time {
 // records (direct), or for the front door until want came or no record
 // came for the quiet time (a view that filters rows delivers fewer).
 // fields, when not nil, receives the JSON keys of the first record.
-func (w *wireClient) read(ctx context.Context, front bool, rng topicRange, want int64, fields *[]string) (res wireReadResult, err error) {
+// clientView is a partner's view applied in the client: decode, then
+// encode by the view, as the gateway does for every record it serves.
+type clientView struct {
+	v     view.View
+	codec *schemas.Codec
+	rec   *schemas.Record
+	buf   []byte
+}
+
+// apply returns the bytes of r's value as the view encodes it, and
+// whether the view keeps it.
+func (c *clientView) apply(ctx context.Context, r *kgo.Record) (int, bool) {
+	if err := c.codec.Decode(ctx, r.Value, c.rec); err != nil {
+		return 0, false
+	}
+	var keep bool
+	c.buf, keep = c.v.Append(c.buf[:0], c.rec, view.Meta{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli()})
+	return len(c.buf), keep
+}
+
+// read consumes the range once: from the upstream broker (front false), or
+// from the front door. With cv (direct only), every record is decoded and
+// encoded by the view in the client, and only the records it keeps count.
+func (w *wireClient) read(ctx context.Context, front bool, rng topicRange, want int64, fields *[]string, cv *clientView) (res wireReadResult, err error) {
 	res.Path = "direct"
-	if front {
+	switch {
+	case front:
 		res.Path = "front door"
+	case cv != nil:
+		res.Path = "direct + view in the client"
 	}
 	parts := make(map[int32]kgo.Offset, len(rng.start))
 	next := make([]int64, len(rng.start))
@@ -495,8 +560,14 @@ func (w *wireClient) read(ctx context.Context, front bool, rng topicRange, want 
 
 	var js map[string]any
 	lastProgress, fetchAt := created, created
-	var fetches int64
-	for res.Records < want {
+	var fetches, scanned int64 // scanned: upstream records read (with cv, not all count)
+	for {
+		if cv == nil {
+			scanned = res.Records
+		}
+		if scanned >= want {
+			break
+		}
 		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -512,8 +583,16 @@ func (w *wireClient) read(ctx context.Context, front bool, rng topicRange, want 
 		var bad error
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
-			res.Records++
-			res.ValueBytes += int64(len(r.Value))
+			if cv != nil {
+				scanned++
+				if n, keep := cv.apply(ctx, r); keep {
+					res.Records++
+					res.ValueBytes += int64(n)
+				}
+			} else {
+				res.Records++
+				res.ValueBytes += int64(len(r.Value))
+			}
 			if int(r.Partition) < len(next) {
 				if r.Offset < next[r.Partition] {
 					res.OrderErrors++
@@ -826,16 +905,19 @@ func writeWireMarkdown(w io.Writer, r *benchReport) {
 	}
 	fmt.Fprintf(w, "\n| path | records | value MB | response MB | seconds | records/s | value MB/s | vs direct | fetches with records | records per fetch | fetch p50 ms | fetch p90 ms | fetch p99 ms | fetch max ms | setup ms | CPU s (%s) |\n", cpuWho)
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, x := range []*wireReadResult{wr.Direct, wr.Front} {
+	for _, x := range []*wireReadResult{wr.Direct, wr.Front, wr.DirectView} {
 		if x == nil {
 			continue
 		}
 		ratio := "1.00"
-		if x == wr.Front {
+		switch {
+		case x == wr.Front:
 			ratio = "-"
 			if wr.Ratio > 0 {
 				ratio = fmt.Sprintf("%.2f", wr.Ratio)
 			}
+		case x == wr.DirectView && wr.Direct != nil && wr.Direct.RecordsPerS > 0:
+			ratio = fmt.Sprintf("%.2f", x.RecordsPerS/wr.Direct.RecordsPerS)
 		}
 		recs := strconv.FormatInt(x.Records, 10)
 		if !x.Complete {
@@ -857,6 +939,17 @@ func writeWireMarkdown(w io.Writer, r *benchReport) {
 		fmt.Fprintf(w, " Front door: %d hub reads from the upstream broker, %d throttled responses, %d out of order, %d records JSON-parsed.", f.HubReads, f.Throttled, f.OrderErrors, f.JSONParsed)
 	}
 	fmt.Fprintln(w)
+	if wr.DirectView != nil {
+		fmt.Fprintf(w, "\nReference, the same work in the client (%s: the direct consumer decodes every upstream record and encodes it by %s's view, as the gateway does, and counts the records the view keeps): front door / direct + view records/s %.2f.",
+			wr.DirectView.Path, wr.Partner, wr.ViewRatio)
+		if len(wr.ViewRatios) > 1 {
+			fmt.Fprint(w, " Per run, direct + view / front door records/s (ratio):")
+			for i := range wr.ViewRatios {
+				fmt.Fprintf(w, " %.0f / %.0f (%.2f);", wr.DirectViewRuns[i].RecordsPerS, wr.FrontRuns[i].RecordsPerS, wr.ViewRatios[i])
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if lv := wr.Live; lv != nil {
 		runs := ""
 		if len(wr.LiveRuns) > 1 {
