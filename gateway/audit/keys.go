@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sluicehq/sluice/gateway/auth"
 )
 
 // PublicJWK is an Ed25519 public key as a JSON Web Key (RFC 8037).
@@ -124,19 +126,11 @@ func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: signing key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("audit: signing key %s: not a PKCS#8 PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	k, err := auth.ParseEd25519PrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("audit: signing key %s: %w", path, err)
 	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("audit: signing key %s: %T, want Ed25519", path, k)
-	}
-	return ek, nil
+	return k, nil
 }
 
 // LoadOrCreatePseudonymKey reads the audit pseudonym key (hex, at least 32

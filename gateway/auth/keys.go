@@ -182,17 +182,29 @@ func readDevKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: read dev signing key: %w", err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("auth: dev signing key %s is not a PEM \"PRIVATE KEY\"; delete it to have a new one created", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	k, err := ParseEd25519PrivateKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("auth: dev signing key %s: %w; delete it to have a new one created", path, err)
 	}
+	return k, nil
+}
+
+// ParseEd25519PrivateKey parses a PEM "PRIVATE KEY" block (PKCS#8)
+// holding an Ed25519 key: the format of the dev signing key here and of
+// the audit trail's signing key (`openssl genpkey -algorithm ed25519`).
+// Errors never contain key material.
+func ParseEd25519PrivateKey(pemData []byte) (ed25519.PrivateKey, error) {
+	block, _ := pem.Decode(pemData)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New(`not a PEM "PRIVATE KEY" (PKCS#8)`)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
 	ek, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("auth: dev signing key %s is a %T; want Ed25519; delete it to have a new one created", path, k)
+		return nil, fmt.Errorf("a %T; want Ed25519", k)
 	}
 	return ek, nil
 }
