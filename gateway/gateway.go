@@ -182,6 +182,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Name: "sluice_policy_evaluations_total",
 		Help: "OPA evaluations (full and partial); they happen per subscription and policy revision, never per record.",
 	}, func() float64 { return float64(g.engine.Evaluations()) }))
+	g.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sluice_kafka_read_ahead_bytes",
+		Help: "Encoded record bytes the Kafka front door's sessions keep read ahead of their consumers (bounded at 256 MiB).",
+	}, func() float64 { return float64(g.kafkaAhead.Load()) }))
 	g.hub = hub.New(cfg.Hub.config(), g.cluster, g.metrics, cfg.Logger, sources)
 	g.streams, g.cancelStreams = context.WithCancel(context.Background())
 	g.api = httpapi.New(httpapi.Config{

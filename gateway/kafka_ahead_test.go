@@ -29,7 +29,18 @@ func TestIntegrationKafkaReadAhead(t *testing.T) {
 				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxPartitionBytes(600),
 				kgo.WithHooks(fetchCounter(func() { fetches++ })))
 			recs := readKafka(t, cl, len(rest), 60*time.Second)
+			if v := metric(t, e, "sluice_kafka_read_ahead_bytes"); v < 0 {
+				t.Errorf("read-ahead bytes %v < 0", v)
+			}
 			cl.Close()
+			// The sessions end with the connections: nothing stays read ahead.
+			deadline := time.Now().Add(5 * time.Second)
+			for metric(t, e, "sluice_kafka_read_ahead_bytes") != 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if v := metric(t, e, "sluice_kafka_read_ahead_bytes"); v != 0 {
+				t.Errorf("%v bytes still counted read ahead after the consumer closed", v)
+			}
 			sameRecords(t, "kafka vs rest", kafkaByPos(t, partner, recs), rest)
 			reads = metric(t, e, `sluice_direct_reads_total{product="cdr",reason="catch_up"}`) - reads
 			t.Logf("%s: %d records in %d Fetch requests, %v upstream reads", partner, len(recs), fetches, reads)
