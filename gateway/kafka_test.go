@@ -878,13 +878,15 @@ func (h quotaHooks) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m 
 
 func (h quotaHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bool) { h.throttle(d) }
 
-// TestIntegrationKcat: librdkafka's kcat over SASL_SSL with PLAIN (an API
-// key) and the gateway's generated self-signed certificate as its CA
-// consumes a product (values identical to REST/SSE's records), lists only
-// the partner's topics, and is refused when producing. kcat's built-in
-// unsigned OAUTHBEARER token is refused; a signed one from an OAuth token
-// endpoint (sasl.oauthbearer.method=oidc) logs in where the librdkafka
-// build supports OIDC.
+// TestIntegrationKcat: librdkafka's kcat over SASL_SSL with PLAIN and with
+// SCRAM-SHA-512 (an API key) and the gateway's generated self-signed
+// certificate as its CA consumes a product (values identical to REST/SSE's
+// records), lists only the partner's topics, and is refused when
+// producing. kcat's built-in unsigned OAUTHBEARER token is refused; a
+// signed one from an OAuth token endpoint (sasl.oauthbearer.method=oidc)
+// logs in and consumes. Debian's librdkafka lacks OIDC, so that subtest
+// runs the same kcat binary on the confluent-kafka wheel's librdkafka
+// when the test venv has it (it skips otherwise).
 func TestIntegrationKcat(t *testing.T) {
 	bin := ""
 	for _, name := range []string{"kcat", "kafkacat"} {
@@ -908,11 +910,13 @@ func TestIntegrationKcat(t *testing.T) {
 	_, keyID, secret := e.kafkaKey("mvno-a")
 	tlsArgs := []string{"-b", e.gw.KafkaProxyAddr(), "-X", "security.protocol=SASL_SSL", "-X", "ssl.ca.location=" + cert}
 	plainArgs := append(slices.Clone(tlsArgs), "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username="+keyID, "-X", "sasl.password="+secret)
+	var kcatEnv []string // extra environment of kcat runs
 	run := func(stdin string, args ...string) (string, string, error) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), kcatEnv...)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, strings.NewReader(stdin)
 		err := cmd.Run()
@@ -979,8 +983,23 @@ func TestIntegrationKcat(t *testing.T) {
 	t.Run("oauthbearer-oidc", func(t *testing.T) {
 		version, _, _ := run("", "-V")
 		if !strings.Contains(version, "oidc") {
+			// Debian's librdkafka is built without OIDC. The same kcat
+			// binary runs on the newer librdkafka that the confluent-kafka
+			// wheel bundles (same soname, stable ABI), when it is installed.
+			if lib := wheelLibrdkafka(); lib != "" {
+				dir := t.TempDir()
+				if err := os.Symlink(lib, filepath.Join(dir, "librdkafka.so.1")); err != nil {
+					t.Fatal(err)
+				}
+				kcatEnv = []string{"LD_LIBRARY_PATH=" + dir}
+				defer func() { kcatEnv = nil }()
+				version, _, _ = run("", "-V")
+			}
+		}
+		if !strings.Contains(version, "oidc") {
 			t.Skipf("this librdkafka has no OIDC token retrieval (builtin.features lacks oidc): %s", strings.TrimSpace(version))
 		}
+		t.Logf("kcat -V: %s", lastLine(version))
 		var issued atomic.Int32
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, sec, ok := r.BasicAuth()
@@ -1111,4 +1130,23 @@ func TestIntegrationKafkaPlanLimits(t *testing.T) {
 	if m := metric(t, e, series); m != 225 {
 		t.Errorf("%s = %v, want 225", series, m)
 	}
+}
+
+// wheelLibrdkafka is the librdkafka shared library bundled with the
+// confluent-kafka wheel in the test venv ($SLUICE_PYVENV, as
+// librdkafkaPython finds it), or "".
+func wheelLibrdkafka() string {
+	dir := os.Getenv("SLUICE_PYVENV")
+	if dir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(cache, "sluice", "pyvenv")
+	}
+	libs, _ := filepath.Glob(filepath.Join(dir, "lib", "python3*", "site-packages", "confluent_kafka.libs", "librdkafka*.so.1"))
+	if len(libs) == 0 {
+		return ""
+	}
+	return libs[0]
 }
