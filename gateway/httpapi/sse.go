@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -157,4 +158,20 @@ func (s *sseStream) flush(now time.Time) bool {
 	}
 	s.lastWrite = now
 	return true
+}
+
+// streamContext begins a stream's life: the change channel, taken before
+// anything is read so no plan change slips between, and a context that
+// ends with the request or, with cause errShutdown, when the server shuts
+// down. ok is false (503 shutting-down written) when it already is; end
+// releases the context.
+func (s *Server) streamContext(w http.ResponseWriter, r *http.Request) (ctx context.Context, changed <-chan struct{}, end func(), ok bool) {
+	changed = s.changed()
+	if s.cfg.Streams.Err() != nil {
+		writeProblem(w, r, newProblem(ProblemShuttingDown, http.StatusServiceUnavailable, "this server is shutting down; reconnect to another replica"))
+		return nil, nil, nil, false
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	stop := context.AfterFunc(s.cfg.Streams, func() { cancel(errShutdown) })
+	return ctx, changed, func() { stop(); cancel(nil) }, true
 }

@@ -70,15 +70,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		defer release()
 	}
-	changed := s.changed()
-	if s.cfg.Streams.Err() != nil {
-		writeProblem(w, r, newProblem(ProblemShuttingDown, http.StatusServiceUnavailable, "this server is shutting down; reconnect to another replica"))
+	ctx, changed, end, ok := s.streamContext(w, r)
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	stop := context.AfterFunc(s.cfg.Streams, func() { cancel(errShutdown) })
-	defer stop()
+	defer end()
 
 	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 	pos, err := hp.Resolve(rctx, start)
