@@ -115,15 +115,7 @@ func (a *Avro) Append(dst []byte, rec *schemas.Record, _ Meta) ([]byte, bool) {
 		case masking.KindString:
 			dst = e.AppendValueBranch(dst)
 			mark := len(dst)
-			switch v.Kind {
-			case schemas.KindInt, schemas.KindLong, schemas.KindTimestampMillis, schemas.KindDate:
-				dst = f.t.AppendInt(dst, v.Int)
-			case schemas.KindFloat, schemas.KindDouble:
-				dst = f.t.AppendFloat(dst, v.Float)
-			default:
-				dst = f.t.AppendString(dst, v.Bytes)
-			}
-			dst = schemas.PrefixAvroLength(dst, mark)
+			dst = schemas.PrefixAvroLength(f.appendString(dst, v), mark)
 		case masking.KindInt:
 			out := schemas.Value{Kind: v.Kind, Int: f.t.Int(v.Int)}
 			dst, err = e.Append(dst, &out)

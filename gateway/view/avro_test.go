@@ -213,29 +213,6 @@ func TestAvroMatchesJSON(t *testing.T) {
 	}
 }
 
-func TestAvroZeroAllocs(t *testing.T) {
-	codec, _, recs := cdrFixture(t, "mixed")
-	l := codec.Layout()
-	g, err := view.NewGoverned(l, mvnoBPlan(t, l, map[string]bool{"x": true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	av, err := view.NewAvro(g, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := l.NewRecord()
-	buf := make([]byte, 0, 4096)
-	i := 0
-	if n := testing.AllocsPerRun(2000, func() {
-		codec.Decode(context.Background(), recs[i%len(recs)], rec)
-		buf, _ = av.Append(buf[:0], rec, view.Meta{Offset: int64(i)})
-		i++
-	}); n != 0 {
-		t.Fatalf("Avro view allocates %v per record, want 0", n)
-	}
-}
-
 // BenchmarkViewEncode: the same decoded cdr records encoded by the
 // mvno-b view as JSON and as Avro (wire format), per record; decode is
 // outside the timed loop.

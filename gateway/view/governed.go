@@ -217,6 +217,18 @@ func (g *Governed) Append(dst []byte, rec *schemas.Record, m Meta) ([]byte, bool
 	return AppendMeta(dst, m), true
 }
 
+// appendString appends the field's transform of v when its output is a
+// string: numbers are transformed as their decimal text.
+func (f *outField) appendString(dst []byte, v *schemas.Value) []byte {
+	switch v.Kind {
+	case schemas.KindInt, schemas.KindLong, schemas.KindTimestampMillis, schemas.KindDate:
+		return f.t.AppendInt(dst, v.Int)
+	case schemas.KindFloat, schemas.KindDouble:
+		return f.t.AppendFloat(dst, v.Float)
+	}
+	return f.t.AppendString(dst, v.Bytes)
+}
+
 // admit applies the row predicate and the consent check.
 func (g *Governed) admit(rec *schemas.Record) bool {
 	if g.row != nil && !g.row(rec) {
@@ -236,14 +248,7 @@ func (g *Governed) appendMasked(dst []byte, f *outField, rec *schemas.Record, v 
 	case masking.KindString:
 		dst = append(dst, '"')
 		mark := len(dst)
-		switch v.Kind {
-		case schemas.KindInt, schemas.KindLong, schemas.KindTimestampMillis, schemas.KindDate:
-			dst = f.t.AppendInt(dst, v.Int)
-		case schemas.KindFloat, schemas.KindDouble:
-			dst = f.t.AppendFloat(dst, v.Float)
-		default:
-			dst = f.t.AppendString(dst, v.Bytes)
-		}
+		dst = f.appendString(dst, v)
 		if needsEscape(dst[mark:]) {
 			var tmp [256]byte
 			raw := append(tmp[:0], dst[mark:]...)
