@@ -338,25 +338,43 @@ func (e *env) topicPositions(product string) []pos {
 
 func (e *env) get(path string, hdr ...string) (*http.Response, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.base+path, nil)
+	return e.send(http.MethodGet, path, "", "", e.authHeader(path, hdr)...)
+}
+
+// send sends a request with the given Authorization value ("" for none), an
+// optional body and further header pairs (an empty value leaves that header
+// out), and reads the whole answer.
+func (e *env) send(method, path, authz, body string, hdr ...string) (*http.Response, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for hdr := e.authHeader(path, hdr); len(hdr) >= 2; hdr = hdr[2:] {
-		if hdr[1] != "" {
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for ; len(hdr) >= 2; hdr = hdr[2:] {
+		if hdr[1] != "" { // "" leaves the header out
 			req.Header.Set(hdr[0], hdr[1])
 		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		e.t.Fatalf("GET %s: %v", path, err)
+		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatalf("GET %s: %v", path, err)
+		e.t.Fatal(err)
 	}
-	return resp, body
+	return resp, raw
 }
 
 // problem asserts a problem+json answer with the given status and type.

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"encoding/csv"
 	"encoding/json"
-	"io"
 	"net/http"
 	"regexp"
 	"slices"
@@ -13,39 +12,6 @@ import (
 
 	"github.com/sluicehq/sluice/products/store"
 )
-
-// send sends a request with the given Authorization value ("" for none), an
-// optional body and further header pairs, and reads the whole answer.
-func (e *env) send(method, path, authz, body string, hdr ...string) (*http.Response, []byte) {
-	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for ; len(hdr) >= 2; hdr = hdr[2:] {
-		req.Header.Set(hdr[0], hdr[1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp, raw
-}
 
 // bearer is the Authorization value of a partner's dev token.
 func (e *env) bearer(partner string) string { return "Bearer " + e.token(partner) }

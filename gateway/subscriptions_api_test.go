@@ -3,8 +3,6 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -13,27 +11,7 @@ import (
 // JSON answer.
 func (e *env) do(method, path, partner, body string) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token(partner))
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	resp, raw := e.send(method, path, e.bearer(partner), body)
 	var v map[string]any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, raw, err)
