@@ -453,14 +453,8 @@ func bench(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	if len(rep.BaselineRuns) > 0 {
-		b := medianBy(rep.BaselineRuns, func(r baselineResult) float64 { return r.RecordsPerS })
-		rep.Baseline = &b
-	}
-	if len(rep.ReplayRuns) > 0 {
-		r := medianBy(rep.ReplayRuns, func(r replayResult) float64 { return r.RecordsPerS })
-		rep.Replay = &r
-	}
+	rep.Baseline = medianRun(rep.BaselineRuns, func(r baselineResult) float64 { return r.RecordsPerS })
+	rep.Replay = medianRun(rep.ReplayRuns, func(r replayResult) float64 { return r.RecordsPerS })
 	if len(ratios) > 0 {
 		rep.Ratio = median(ratios)
 		rep.Ratios = ratios
@@ -518,12 +512,15 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// medianBy returns the run with the median key (the lower middle one for
-// an even count, so it is always a real run).
-func medianBy[T any](runs []T, key func(T) float64) T {
+// medianRun returns a copy of the run with the median key (the lower
+// middle one for an even count), nil when there are no runs.
+func medianRun[T any](runs []T, key func(T) float64) *T {
+	if len(runs) == 0 {
+		return nil
+	}
 	s := slices.Clone(runs)
 	slices.SortFunc(s, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
-	return s[(len(s)-1)/2]
+	return &s[(len(s)-1)/2]
 }
 
 func finishBench(rep *benchReport, o *benchOptions, stdout io.Writer) error {

@@ -257,20 +257,12 @@ func runWire(ctx context.Context, o *benchOptions, env wireEnv, logf func(string
 			}
 		}
 	}
-	if len(rep.DirectViewRuns) > 0 {
-		dv := medianBy(rep.DirectViewRuns, func(r wireReadResult) float64 { return r.RecordsPerS })
-		rep.DirectView = &dv
-	}
+	recordsPerS := func(r wireReadResult) float64 { return r.RecordsPerS }
+	rep.DirectView = medianRun(rep.DirectViewRuns, recordsPerS)
+	rep.Direct = medianRun(rep.DirectRuns, recordsPerS)
+	rep.Front = medianRun(rep.FrontRuns, recordsPerS)
 	if len(viewRatios) > 0 {
 		rep.ViewRatio, rep.ViewRatios = median(viewRatios), viewRatios
-	}
-	if len(rep.DirectRuns) > 0 {
-		d := medianBy(rep.DirectRuns, func(r wireReadResult) float64 { return r.RecordsPerS })
-		rep.Direct = &d
-	}
-	if len(rep.FrontRuns) > 0 {
-		f := medianBy(rep.FrontRuns, func(r wireReadResult) float64 { return r.RecordsPerS })
-		rep.Front = &f
 	}
 	if len(ratios) > 0 {
 		rep.Ratio, rep.Ratios = median(ratios), ratios
@@ -282,8 +274,7 @@ func runWire(ctx context.Context, o *benchOptions, env wireEnv, logf func(string
 		logf("wire live %d/%d: producing %.0f records/s for %s while both consumers tail the end", run, o.repeat, o.rate, o.duration)
 		lv, err := wc.live(ctx, env, o.rate, o.duration, o.drain)
 		rep.LiveRuns = append(rep.LiveRuns, lv)
-		l := medianBy(rep.LiveRuns, func(l wireLive) float64 { return l.AddedP99ms })
-		rep.Live = &l
+		rep.Live = medianRun(rep.LiveRuns, func(l wireLive) float64 { return l.AddedP99ms })
 		if err != nil {
 			return rep, fmt.Errorf("live round %d: %w", run, err)
 		}
