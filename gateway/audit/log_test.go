@@ -234,12 +234,7 @@ func TestAuditFailClosedHang(t *testing.T) {
 		t.Errorf("stats %+v, want 1 in doubt of 2 failed", st)
 	}
 
-	rep := verifyTopic(t, c, "audit-test", audit.VerifyOptions{RequireClosed: true})
-	if !rep.OK() {
-		t.Fatalf("problems %v", rep.Problems)
-	}
-	got := actions(t, export(t, c, "audit-test"))
-	if got != "in-doubt,after" {
+	if got := closedActions(t, c); got != "in-doubt,after" {
 		t.Fatalf("admin events in the topic: %s, want in-doubt,after", got)
 	}
 }
@@ -284,11 +279,7 @@ func TestAuditFailClosedReject(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep := verifyTopic(t, c, "audit-test", audit.VerifyOptions{RequireClosed: true})
-	if !rep.OK() {
-		t.Fatalf("problems %v", rep.Problems)
-	}
-	if got := actions(t, export(t, c, "audit-test")); got != "after" {
+	if got := closedActions(t, c); got != "after" {
 		t.Fatalf("admin events: %s, want after", got)
 	}
 }
@@ -320,10 +311,7 @@ func TestAuditFailClosedRetriable(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if rep := verifyTopic(t, c, "audit-test", audit.VerifyOptions{RequireClosed: true}); !rep.OK() {
-		t.Fatalf("problems %v", rep.Problems)
-	}
-	if got := actions(t, export(t, c, "audit-test")); got != "retried" {
+	if got := closedActions(t, c); got != "retried" {
 		t.Fatalf("admin events: %q, want retried once", got)
 	}
 }
@@ -376,6 +364,16 @@ func TestAuditOpenUnavailable(t *testing.T) {
 }
 
 // actions lists the admin actions in lines, comma separated.
+// closedActions verifies the closed chain of topic audit-test and returns
+// the actions of its admin events.
+func closedActions(t testing.TB, c *kfake.Cluster) string {
+	t.Helper()
+	if rep := verifyTopic(t, c, "audit-test", audit.VerifyOptions{RequireClosed: true}); !rep.OK() {
+		t.Fatalf("problems %v", rep.Problems)
+	}
+	return actions(t, export(t, c, "audit-test"))
+}
+
 func actions(t testing.TB, lines [][]byte) string {
 	var s []string
 	for _, l := range lines {
