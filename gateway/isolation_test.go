@@ -1201,7 +1201,7 @@ func (ic *isoChecker) checkField(v *isoView, name string, tr map[string]any, r *
 				digits++
 			}
 		}
-		if f, _ := tr["format"].(string); (f == "imei" || f == "iccid") && isoLuhn(clearStr) && !isoLuhn(gotStr) {
+		if f, _ := tr["format"].(string); (f == "imei" || f == "iccid") && generate.LuhnValid(clearStr) && !generate.LuhnValid(gotStr) {
 			return fmt.Sprintf("format-preserving %s pseudonym %q has no valid Luhn check digit", f, gotStr)
 		}
 	case "keep-prefix", "keep-suffix":
@@ -1653,24 +1653,6 @@ func isoDigitRuns(s string) []string {
 		}
 	}
 	return out
-}
-
-func isoLuhn(s string) bool {
-	if !isoDigits(s) {
-		return false
-	}
-	sum := 0
-	for i := range len(s) {
-		d := int(s[len(s)-1-i] - '0')
-		if i%2 == 1 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-	}
-	return sum%10 == 0
 }
 
 func isoNum(v any) float64 {
