@@ -209,8 +209,13 @@ func (s *Server) srSubjects(w http.ResponseWriter, r *http.Request) {
 	srWrite(w, http.StatusOK, out)
 }
 
-// srSubject finds {subject} or writes 40401.
-func srSubject(w http.ResponseWriter, r *http.Request, subs []RegistrySubject) (RegistrySubject, bool) {
+// srSubject authorizes the caller and finds {subject} among its subjects,
+// or writes the error (40101, 40401).
+func (s *Server) srSubject(w http.ResponseWriter, r *http.Request) (RegistrySubject, bool) {
+	subs, ok := s.srAuthorize(w, r)
+	if !ok {
+		return RegistrySubject{}, false
+	}
 	name := chi.URLParam(r, "subject")
 	for _, sub := range subs {
 		if sub.Subject == name {
@@ -222,11 +227,7 @@ func srSubject(w http.ResponseWriter, r *http.Request, subs []RegistrySubject) (
 }
 
 func (s *Server) srSubjectVersions(w http.ResponseWriter, r *http.Request) {
-	subs, ok := s.srAuthorize(w, r)
-	if !ok {
-		return
-	}
-	sub, ok := srSubject(w, r, subs)
+	sub, ok := s.srSubject(w, r)
 	if !ok {
 		return
 	}
@@ -234,11 +235,7 @@ func (s *Server) srSubjectVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) srSubjectVersion(w http.ResponseWriter, r *http.Request) {
-	subs, ok := s.srAuthorize(w, r)
-	if !ok {
-		return
-	}
-	sub, ok := srSubject(w, r, subs)
+	sub, ok := s.srSubject(w, r)
 	if !ok {
 		return
 	}
