@@ -726,10 +726,7 @@ func (e *engine) Transition(ctx context.Context, subID string, action Action, ac
 	var s Subscription
 	err := e.inTx(ctx, func(t *txn) error {
 		var err error
-		s, err = scanSub(t.queryRow(ctx, `SELECT `+subCols+` FROM subscriptions WHERE id = $1`+e.b.forUpdate(), subID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: subscription %q", ErrNotFound, subID)
-		}
+		s, err = e.lockSubscription(ctx, t, subID)
 		if err != nil {
 			return err
 		}
@@ -1120,6 +1117,16 @@ func (e *engine) GroupOffsets(ctx context.Context, partnerID, group string) ([]G
 
 // ------------------------------------------------------------- kafka format and schemas
 
+// lockSubscription reads a subscription in t, locked against concurrent
+// changes until t ends; ErrNotFound when there is none.
+func (e *engine) lockSubscription(ctx context.Context, t *txn, subID string) (Subscription, error) {
+	s, err := scanSub(t.queryRow(ctx, `SELECT `+subCols+` FROM subscriptions WHERE id = $1`+e.b.forUpdate(), subID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Subscription{}, fmt.Errorf("%w: subscription %q", ErrNotFound, subID)
+	}
+	return s, err
+}
+
 func (e *engine) SetKafkaFormat(ctx context.Context, subID, format, actor string) (Subscription, error) {
 	if !ValidKafkaFormat(format) {
 		return Subscription{}, invalid("kafka format %q (want json or avro)", format)
@@ -1130,10 +1137,7 @@ func (e *engine) SetKafkaFormat(ctx context.Context, subID, format, actor string
 	var s Subscription
 	err := e.inTx(ctx, func(t *txn) error {
 		var err error
-		s, err = scanSub(t.queryRow(ctx, `SELECT `+subCols+` FROM subscriptions WHERE id = $1`+e.b.forUpdate(), subID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: subscription %q", ErrNotFound, subID)
-		}
+		s, err = e.lockSubscription(ctx, t, subID)
 		if err != nil || s.KafkaFormat == format {
 			return err
 		}
