@@ -3,18 +3,12 @@ package gateway_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -40,6 +34,7 @@ import (
 
 	"github.com/sluicehq/sluice/gateway"
 	"github.com/sluicehq/sluice/gateway/auth"
+	"github.com/sluicehq/sluice/gateway/internal/selfsigned"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/store"
 )
@@ -63,27 +58,12 @@ func withKafkaFrontDoor(t testing.TB) func(*gateway.Config) {
 			return
 		}
 		dir := t.TempDir()
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sluice test front door"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			BasicConstraintsValid: true, IsCA: true, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		certPEM, keyPEM, err := selfsigned.Generate("sluice test front door", nil, 24*time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.KafkaListenTLS.CertFile, c.KafkaListenTLS.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		if os.WriteFile(c.KafkaListenTLS.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644) != nil ||
-			os.WriteFile(c.KafkaListenTLS.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600) != nil {
+		if os.WriteFile(c.KafkaListenTLS.CertFile, certPEM, 0o644) != nil || os.WriteFile(c.KafkaListenTLS.KeyFile, keyPEM, 0o600) != nil {
 			t.Fatal("writing the test certificate failed")
 		}
 	}
