@@ -2,20 +2,19 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/sluicehq/sluice/gateway/internal/testkit"
 )
 
 // TestIntegrationKafkaAvro: a partner sets its subscriptions to Avro
@@ -118,7 +117,7 @@ func TestIntegrationKafkaAvro(t *testing.T) {
 			for _, meta := range []string{"_partition", "_offset", "_timestamp"} {
 				delete(want, meta)
 			}
-			b, _ := json.Marshal(avroJSON(got, sch))
+			b, _ := json.Marshal(testkit.AvroAsJSON(got, sch))
 			var norm map[string]any
 			if err := json.Unmarshal(b, &norm); err != nil {
 				t.Fatal(err)
@@ -189,56 +188,4 @@ func TestIntegrationKafkaAvro(t *testing.T) {
 func jsonEqual(a, b []byte) bool {
 	var x, y any
 	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
-}
-
-// avroJSON turns a value hamba decoded with schema s into the JSON value
-// sluice's JSON view gives the same field: timestamps RFC 3339 with ms,
-// bytes base64, float32 by its shortest text, NaN null.
-func avroJSON(x any, s avro.Schema) any {
-	if r, ok := s.(*avro.RefSchema); ok {
-		s = r.Schema()
-	}
-	if u, ok := s.(*avro.UnionSchema); ok {
-		if x == nil {
-			return nil
-		}
-		for _, b := range u.Types() {
-			if b.Type() != avro.Null {
-				return avroJSON(x, b)
-			}
-		}
-	}
-	switch v := x.(type) {
-	case time.Time:
-		if ls, ok := s.(avro.LogicalTypeSchema); ok && ls.Logical() != nil && ls.Logical().Type() == avro.Date {
-			return v.UTC().Format(time.DateOnly)
-		}
-		return v.UTC().Format("2006-01-02T15:04:05.000Z")
-	case []byte:
-		return base64.StdEncoding.EncodeToString(v)
-	case float32:
-		f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
-		return f
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil
-		}
-		return v
-	case []any:
-		a, _ := s.(*avro.ArraySchema)
-		out := make([]any, len(v))
-		for i := range v {
-			out[i] = avroJSON(v[i], a.Items())
-		}
-		return out
-	case map[string]any:
-		out := map[string]any{}
-		if rs, ok := s.(*avro.RecordSchema); ok {
-			for _, f := range rs.Fields() {
-				out[f.Name()] = avroJSON(v[f.Name()], f.Type())
-			}
-		}
-		return out
-	}
-	return x
 }

@@ -14,10 +14,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/gateway"
 	"github.com/sluicehq/sluice/gateway/auth"
 	"github.com/sluicehq/sluice/gateway/internal/selfsigned"
+	"github.com/sluicehq/sluice/gateway/internal/testkit"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/store"
 )
@@ -868,16 +867,7 @@ func (h quotaHooks) OnBrokerThrottle(_ kgo.BrokerMetadata, d time.Duration, _ bo
 // runs the same kcat binary on the confluent-kafka wheel's librdkafka
 // when the test venv has it (it skips otherwise).
 func TestIntegrationKcat(t *testing.T) {
-	bin := ""
-	for _, name := range []string{"kcat", "kafkacat"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		t.Skip("kcat not installed (apt-get install kafkacat)")
-	}
+	bin := testkit.Kcat(t)
 	e := newEnv(t, withKafkaFrontDoor(t))
 	e.produce("cdr", 200)
 	cert := e.gw.KafkaProxyCert()
@@ -893,17 +883,7 @@ func TestIntegrationKcat(t *testing.T) {
 	var kcatEnv []string // extra environment of kcat runs
 	run := func(stdin string, args ...string) (string, string, error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), kcatEnv...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, strings.NewReader(stdin)
-		err := cmd.Run()
-		if ctx.Err() != nil {
-			t.Fatalf("kcat timed out; stderr:\n%s", errb.String())
-		}
-		return out.String(), errb.String(), err
+		return testkit.RunKcat(t, bin, kcatEnv, stdin, args...)
 	}
 	want := restRecords(t, e, "mvno-a", "cdr")
 	consume := func(note string, auth []string) {
@@ -933,13 +913,7 @@ func TestIntegrationKcat(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kcat -L: %v\n%s", err, stderr)
 	}
-	var topics []string
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "topic" {
-			topics = append(topics, strings.Trim(f[1], `"`))
-		}
-	}
-	sort.Strings(topics)
+	topics := testkit.KcatTopics(out)
 	if !slices.Equal(topics, []string{"cdr", "fraud-alerts", "network-quality"}) {
 		t.Errorf("kcat -L lists %v, want mvno-a's [cdr fraud-alerts network-quality]\n%s", topics, out)
 	}

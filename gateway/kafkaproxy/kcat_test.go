@@ -1,51 +1,23 @@
 package kafkaproxy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/sluicehq/sluice/gateway/internal/testkit"
 )
-
-// kcatBinary returns kcat (or kafkacat) or skips the test.
-func kcatBinary(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"kcat", "kafkacat"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("kcat/kafkacat not installed (apt-get install kafkacat)")
-	return ""
-}
-
-func runKcat(t *testing.T, bin string, stdin string, args ...string) (string, string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Stdin = strings.NewReader(stdin)
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("kcat %v timed out; stderr:\n%s", args, errb.String())
-	}
-	return out.String(), errb.String(), err
-}
 
 // TestKcat: librdkafka (kcat) logs in with SASL/PLAIN over plaintext and
 // TLS, consumes a topic whose offsets have gaps (also at the end of
 // partitions) to the end, lists only entitled topics, and is refused
 // when producing.
 func TestKcat(t *testing.T) {
-	bin := kcatBinary(t)
+	bin := testkit.Kcat(t)
 	b, want := standardBackend()
 	srv, _, certPEM := selfSigned(t)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
@@ -68,7 +40,7 @@ func TestKcat(t *testing.T) {
 			common = append(common, "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=key-a", "-X", "sasl.password=secret-a")
 
 			for _, topic := range []string{"cdr", "fraud-alerts"} {
-				out, stderr, err := runKcat(t, bin, "", append(slices.Clone(common), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\n")...)
+				out, stderr, err := testkit.RunKcat(t, bin, nil, "", append(slices.Clone(common), "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%p %o %s\n")...)
 				if err != nil {
 					t.Fatalf("kcat -C %s: %v\n%s", topic, err, stderr)
 				}
@@ -84,29 +56,23 @@ func TestKcat(t *testing.T) {
 				}
 			}
 
-			out, stderr, err := runKcat(t, bin, "", append(slices.Clone(common), "-L")...)
+			out, stderr, err := testkit.RunKcat(t, bin, nil, "", append(slices.Clone(common), "-L")...)
 			if err != nil {
 				t.Fatalf("kcat -L: %v\n%s", err, stderr)
 			}
-			var topics []string
-			for _, line := range strings.Split(out, "\n") {
-				if f := strings.Fields(line); len(f) >= 2 && f[0] == "topic" {
-					topics = append(topics, strings.Trim(f[1], `"`))
-				}
-			}
-			slices.Sort(topics)
+			topics := testkit.KcatTopics(out)
 			if !slices.Equal(topics, []string{"cdr", "fraud-alerts"}) {
 				t.Errorf("kcat -L lists %v, want [cdr fraud-alerts]\n%s", topics, out)
 			}
 
-			_, stderr, err = runKcat(t, bin, "hello\n", append(slices.Clone(common), "-P", "-t", "cdr")...)
+			_, stderr, err = testkit.RunKcat(t, bin, nil, "hello\n", append(slices.Clone(common), "-P", "-t", "cdr")...)
 			if err == nil || !strings.Contains(strings.ToLower(stderr), "authorization failed") {
 				t.Errorf("kcat -P: err %v, stderr %q; want a topic authorization failure", err, stderr)
 			}
 
 			bad := append(append([]string{"-b", tc.addr}, tc.sec...), "-X", "sasl.mechanisms=PLAIN",
 				"-X", "sasl.username=key-a", "-X", "sasl.password=wrong", "-L", "-m", "2")
-			_, stderr, err = runKcat(t, bin, "", bad...)
+			_, stderr, err = testkit.RunKcat(t, bin, nil, "", bad...)
 			if err == nil || !strings.Contains(strings.ToLower(stderr), "authentication") {
 				t.Errorf("kcat -L with a wrong password: err %v, stderr %q; want an authentication failure", err, stderr)
 			}
@@ -119,10 +85,10 @@ func TestKcat(t *testing.T) {
 // test backend accepts unsigned tokens; with the gateway, kcat needs a
 // signed token (sasl.oauthbearer.method=oidc against a token endpoint).
 func TestKcatOAuthBearer(t *testing.T) {
-	bin := kcatBinary(t)
+	bin := testkit.Kcat(t)
 	b, want := standardBackend()
 	ts := startServer(t, Config{Backend: b, Offsets: &MemoryOffsets{}})
-	out, stderr, err := runKcat(t, bin, "", "-b", ts.addr, "-X", "security.protocol=SASL_PLAINTEXT",
+	out, stderr, err := testkit.RunKcat(t, bin, nil, "", "-b", ts.addr, "-X", "security.protocol=SASL_PLAINTEXT",
 		"-X", "sasl.mechanisms=OAUTHBEARER", "-X", "enable.sasl.oauthbearer.unsecure.jwt=true",
 		"-X", "sasl.oauthbearer.config=principal=token-b", "-C", "-t", "cdr", "-o", "beginning", "-e", "-q", "-f", "%o\n")
 	if err != nil {
@@ -137,14 +103,14 @@ func TestKcatOAuthBearer(t *testing.T) {
 // group (JoinGroup with MEMBER_ID_REQUIRED, SyncGroup, heartbeats),
 // consumes everything, commits, and a second run resumes from the commits.
 func TestKcatConsumerGroup(t *testing.T) {
-	bin := kcatBinary(t)
+	bin := testkit.Kcat(t)
 	b, want := standardBackend()
 	offsets := &MemoryOffsets{}
 	ts := startServer(t, Config{Backend: b, Offsets: offsets})
 	args := []string{"-b", ts.addr, "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
 		"-X", "sasl.username=key-a", "-X", "sasl.password=secret-a", "-X", "auto.offset.reset=earliest",
 		"-X", "session.timeout.ms=6000", "-G", "kcat-group", "-e", "-q", "-f", "%p %o\n", "cdr"}
-	out, stderr, err := runKcat(t, bin, "", args...)
+	out, stderr, err := testkit.RunKcat(t, bin, nil, "", args...)
 	if err != nil {
 		t.Fatalf("kcat -G: %v\n%s", err, stderr)
 	}
@@ -161,7 +127,7 @@ func TestKcatConsumerGroup(t *testing.T) {
 		}
 	}
 	b.produce("cdr", 1, 4, nil)
-	out, stderr, err = runKcat(t, bin, "", args...)
+	out, stderr, err = testkit.RunKcat(t, bin, nil, "", args...)
 	if err != nil {
 		t.Fatalf("second kcat -G: %v\n%s", err, stderr)
 	}

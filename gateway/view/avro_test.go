@@ -2,17 +2,14 @@ package view_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"math"
 	"reflect"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/sluicehq/sluice/gateway/internal/testkit"
 	"github.com/sluicehq/sluice/gateway/view"
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
@@ -53,78 +50,6 @@ func productFixture(t testing.TB, product string, n int) (*schemas.Codec, [][]by
 	return codec, recs
 }
 
-// avroAsJSON turns a value hamba decoded with schema s into the JSON value
-// sluice's JSON encoding gives the same field (timestamps RFC 3339 with
-// ms, bytes base64, float32 by its shortest text), for comparison.
-func avroAsJSON(x any, s avro.Schema) any {
-	if r, ok := s.(*avro.RefSchema); ok {
-		s = r.Schema()
-	}
-	if u, ok := s.(*avro.UnionSchema); ok {
-		if x == nil {
-			return nil
-		}
-		if m, ok := x.(map[string]any); ok && len(m) == 1 {
-			for name, v := range m {
-				for _, b := range u.Types() {
-					if n, ok := b.(avro.NamedSchema); (ok && n.FullName() == name) || string(b.Type()) == name {
-						return avroAsJSON(v, b)
-					}
-				}
-			}
-		}
-		for _, b := range u.Types() {
-			if b.Type() != avro.Null {
-				return avroAsJSON(x, b)
-			}
-		}
-	}
-	switch v := x.(type) {
-	case time.Time:
-		if ls, ok := s.(avro.LogicalTypeSchema); ok && ls.Logical() != nil && ls.Logical().Type() == avro.Date {
-			return v.UTC().Format(time.DateOnly)
-		}
-		return v.UTC().Format("2006-01-02T15:04:05.000Z")
-	case []byte:
-		return base64.StdEncoding.EncodeToString(v)
-	case float32:
-		f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
-		return f
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil
-		}
-		return v
-	case int32:
-		return float64(v)
-	case int64:
-		return float64(v)
-	case int:
-		return float64(v)
-	case []any:
-		a, _ := s.(*avro.ArraySchema)
-		out := make([]any, len(v))
-		for i := range v {
-			out[i] = avroAsJSON(v[i], a.Items())
-		}
-		return out
-	case map[string]any:
-		out := map[string]any{}
-		switch t := s.(type) {
-		case *avro.RecordSchema:
-			for _, f := range t.Fields() {
-				out[f.Name()] = avroAsJSON(v[f.Name()], f.Type())
-			}
-		case *avro.MapSchema:
-			for k, e := range v {
-				out[k] = avroAsJSON(e, t.Values())
-			}
-		}
-		return out
-	}
-	return x
-}
-
 // checkAvroMatchesJSON decodes an Avro view value (wire format) with the
 // view schema and compares every field with the JSON view's.
 func checkAvroMatchesJSON(t *testing.T, schema avro.Schema, id uint32, av, js []byte) {
@@ -144,7 +69,7 @@ func checkAvroMatchesJSON(t *testing.T, schema avro.Schema, id uint32, av, js []
 		delete(want, meta)
 	}
 	// Normalise through JSON so numbers compare as float64 on both sides.
-	b, _ := json.Marshal(avroAsJSON(got, schema))
+	b, _ := json.Marshal(testkit.AvroAsJSON(got, schema))
 	var norm map[string]any
 	if err := json.Unmarshal(b, &norm); err != nil {
 		t.Fatal(err)
