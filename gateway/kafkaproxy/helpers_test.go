@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
@@ -371,15 +372,11 @@ func (ts *testServer) stop(t testing.TB) {
 	}
 }
 
-// client returns a franz-go client logged in with PLAIN.
-func client(t testing.TB, addr, key, secret string, opts ...kgo.Opt) *kgo.Client {
+// saslClient returns a franz-go client of addr logged in with mech,
+// closed at the test's end.
+func saslClient(t testing.TB, addr string, mech sasl.Mechanism, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	opts = append([]kgo.Opt{
-		kgo.SeedBrokers(addr),
-		kgo.SASL(plain.Auth{User: key, Pass: secret}.AsMechanism()),
-		kgo.RetryTimeout(5 * time.Second),
-	}, opts...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.SASL(mech), kgo.RetryTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,19 +384,15 @@ func client(t testing.TB, addr, key, secret string, opts ...kgo.Opt) *kgo.Client
 	return cl
 }
 
+// client returns a franz-go client logged in with PLAIN.
+func client(t testing.TB, addr, key, secret string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	return saslClient(t, addr, plain.Auth{User: key, Pass: secret}.AsMechanism(), opts...)
+}
+
 func oauthClient(t testing.TB, addr, token string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	opts = append([]kgo.Opt{
-		kgo.SeedBrokers(addr),
-		kgo.SASL(oauth.Auth{Token: token}.AsMechanism()),
-		kgo.RetryTimeout(5 * time.Second),
-	}, opts...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return saslClient(t, addr, oauth.Auth{Token: token}.AsMechanism(), opts...)
 }
 
 // rawClient speaks kmsg over a plain connection, for protocol-level tests.

@@ -46,13 +46,7 @@ func (b *testBackend) ScramLookup(_ context.Context, username string) (ScramLogi
 
 func scramClient(t testing.TB, addr, user, pass string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr),
-		kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()), kgo.RetryTimeout(5 * time.Second)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return saslClient(t, addr, scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), opts...)
 }
 
 // TestScramLogin: franz-go's SCRAM-SHA-512 client logs in (and checks the
