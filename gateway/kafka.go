@@ -82,7 +82,7 @@ func apiKeyFromPlain(username, password string) string {
 // Errors never contain the secret.
 func (b *kafkaBackend) Authenticate(ctx context.Context, c kafkaproxy.Credentials) (kafkaproxy.Session, error) {
 	a := b.g.access
-	var partnerID, key string
+	var partnerID, key, keyID string
 	var expires time.Time
 	switch c.Mechanism {
 	case kafkaproxy.MechanismPlain:
@@ -91,7 +91,7 @@ func (b *kafkaBackend) Authenticate(ctx context.Context, c kafkaproxy.Credential
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", kafkaproxy.ErrAuthentication, keyFailure(err).Detail)
 		}
-		partnerID, expires = k.PartnerID, k.ExpiresAt
+		partnerID, keyID, expires = k.PartnerID, k.ID, k.ExpiresAt
 	case kafkaproxy.MechanismOAuthBearer:
 		id, f := a.verifier.Verify(ctx, "Bearer "+c.Secret)
 		if f != nil {
@@ -103,10 +103,6 @@ func (b *kafkaBackend) Authenticate(ctx context.Context, c kafkaproxy.Credential
 		partnerID, expires = id.Partner, id.Expires
 	default:
 		return nil, fmt.Errorf("%w: mechanism %s is not accepted", kafkaproxy.ErrAuthentication, c.Mechanism)
-	}
-	keyID := ""
-	if key != "" {
-		keyID, _, _ = strings.Cut(strings.TrimPrefix(key, "slk_"), "_")
 	}
 	return b.login(ctx, partnerID, key, keyID, expires)
 }
@@ -715,7 +711,7 @@ func (s *kafkaSession) Fetch(ctx context.Context, topic string, partition int32,
 		return empty() // being read: a later pass or Fetch takes it
 	}
 	if ok {
-		withholdNow(outView, res.Events)
+		hub.Withhold(outView, res.Events) // an opt-out since they were read ahead
 	} else {
 		r, err := s.acquireReader(ctx, t)
 		if err != nil {

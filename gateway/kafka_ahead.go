@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/gateway/internal/hub"
-	"github.com/sluicehq/sluice/gateway/view"
 )
 
 // Read-ahead of the Kafka front door. A consumer that is behind (replaying
@@ -269,17 +268,3 @@ func (s *kafkaSession) readAhead(t *kafkaTopic, partition int32, a *kafkaAhead, 
 var aheadSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 
 var errAheadStale = errors.New("view changed during the read ahead")
-
-// withholdNow drops the data of events whose subject opted out since they
-// were encoded (they may have waited in a read ahead).
-func withholdNow(v view.View, evs []hub.Event) {
-	cv, ok := v.(view.ConsentView)
-	if !ok {
-		return
-	}
-	for i := range evs {
-		if evs[i].Data != nil && evs[i].Subject != nil && cv.Withheld(evs[i].Subject) {
-			evs[i].Data = nil
-		}
-	}
-}

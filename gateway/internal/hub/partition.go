@@ -154,7 +154,7 @@ func (r *PartitionReader) fromRing(partition int32, offset int64, limit int) (re
 	} else {
 		res.Next = res.Events[len(res.Events)-1].Offset + 1
 	}
-	r.withhold(res.Events)
+	Withhold(r.v, res.Events)
 	return res, false, false
 }
 
@@ -200,7 +200,7 @@ func (r *PartitionReader) readDirect(ctx context.Context, partition int32, offse
 		res.Events = append(res.Events, s.encode(ctx, &ar, kr))
 	}
 	res.High = max(r.p.position(partition), res.Next)
-	r.withhold(res.Events)
+	Withhold(r.v, res.Events)
 	return res, nil
 }
 
@@ -242,10 +242,11 @@ func (r *PartitionReader) takeRaw(partition int32, offset int64) ([]*kgo.Record,
 	return t.recs, t.next, true
 }
 
-// withhold drops the data of events whose subject opted out after they
-// were encoded (as Sub.merge does).
-func (r *PartitionReader) withhold(evs []Event) {
-	cv, ok := r.v.(view.ConsentView)
+// Withhold drops the data of events whose subject opted out after they
+// were encoded by v (as Sub.merge does): for events kept a while before
+// they are sent. Views without consent leave them as they are.
+func Withhold(v view.View, evs []Event) {
+	cv, ok := v.(view.ConsentView)
 	if !ok {
 		return
 	}
