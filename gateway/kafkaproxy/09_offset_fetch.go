@@ -63,9 +63,7 @@ func (c *conn) handleOffsetFetch(req *kmsg.OffsetFetchRequest) (kmsg.Response, e
 	for _, rg := range req.Groups {
 		g := kmsg.NewOffsetFetchResponseGroup()
 		g.Group = rg.Group
-		var code int16
-		var topics []fetchedTopic
-		code, topics = c.fetchOffsets(rg.Group, rg.Topics)
+		code, topics := c.fetchOffsets(rg.Group, rg.Topics)
 		g.ErrorCode = code
 		g.Topics = make([]kmsg.OffsetFetchResponseGroupTopic, 0, len(topics))
 		for _, ft := range topics {
