@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/gateway/httpapi"
 	"github.com/sluicehq/sluice/gateway/internal/hub"
+	"github.com/sluicehq/sluice/products/store"
 )
 
 // Config is everything `sluice serve` needs. The zero value runs the
@@ -95,6 +97,11 @@ type Config struct {
 	// SeedDemo upserts the demo partners and an active subscription for each
 	// of their grants into the store. Default: on with the embedded broker.
 	SeedDemo *bool `yaml:"seed_demo"`
+	// Plans are upserted into the store at start, before the demo seed:
+	// the config wins over edits made in the store; plans it does not
+	// name stay as they are. How an operator defines its commercial plans
+	// next to its own Kafka (seed_demo is off there).
+	Plans []PlanYAML `yaml:"plans"`
 	// PartnersFile is the partner registry (YAML). Default: the built-in
 	// demo registry.
 	PartnersFile string `yaml:"partners_file"`
@@ -107,6 +114,26 @@ type Config struct {
 
 	// Logger receives logs; default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
+}
+
+// PlanYAML is a plan in the config file (store.Plan; the store checks
+// the values).
+type PlanYAML struct {
+	ID                 string        `yaml:"id"`
+	Name               string        `yaml:"name"`
+	RecordsPerSecond   int64         `yaml:"records_per_second"`
+	BytesPerSecond     int64         `yaml:"bytes_per_second"`
+	ConcurrentStreams  int           `yaml:"concurrent_streams"`
+	MonthlyRecordQuota int64         `yaml:"monthly_record_quota"`
+	ReplayWindow       time.Duration `yaml:"replay_window"` // e.g. 168h
+	Formats            []string      `yaml:"formats"`       // json, ndjson, sse, kafka
+	Default            bool          `yaml:"default"`
+}
+
+func (p PlanYAML) plan() store.Plan {
+	return store.Plan{ID: p.ID, Name: p.Name, RecordsPerSecond: p.RecordsPerSecond, BytesPerSecond: p.BytesPerSecond,
+		ConcurrentStreams: p.ConcurrentStreams, MonthlyRecordQuota: p.MonthlyRecordQuota, ReplayWindow: p.ReplayWindow,
+		Formats: p.Formats, Default: p.Default}
 }
 
 // StreamYAML mirrors httpapi.StreamConfig.
@@ -327,6 +354,18 @@ func (c *Config) validate() error {
 		if *t.Enabled && t.CertFile == "" && !c.embedded() {
 			errs = append(errs, errors.New("config: kafka_listen_tls.cert_file and key_file are required for the Kafka listener with brokers (or set kafka_listen_tls.enabled: false for plaintext on a trusted network)"))
 		}
+	}
+	defaults := 0
+	for i, p := range c.Plans {
+		if slices.ContainsFunc(c.Plans[:i], func(q PlanYAML) bool { return q.ID == p.ID }) {
+			errs = append(errs, fmt.Errorf("config: plans: id %q is listed twice", p.ID))
+		}
+		if p.Default {
+			defaults++
+		}
+	}
+	if defaults > 1 {
+		errs = append(errs, fmt.Errorf("config: plans: %d plans are marked default; at most one may be", defaults))
 	}
 	if c.Hub.RingSize < 0 || c.Hub.RingSize > 1<<20 {
 		errs = append(errs, fmt.Errorf("config: hub.ring_size %d must be between 1 and 1048576", c.Hub.RingSize))

@@ -111,6 +111,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return nil, err
 		}
 	}
+	for _, p := range cfg.Plans {
+		if err := g.store.UpsertPlan(ctx, p.plan()); err != nil {
+			g.store.Close()
+			return nil, fmt.Errorf("config: plans: %w", err)
+		}
+	}
 	jwks, err := g.newVerifier(ctx)
 	if err != nil {
 		g.store.Close()

@@ -2,9 +2,16 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/gateway"
+	"github.com/sluicehq/sluice/products"
+	"github.com/sluicehq/sluice/products/store"
 )
 
 // do sends a request as partner with an optional JSON body and decodes the
@@ -168,4 +175,74 @@ func TestSubscriptionsAPIErrors(t *testing.T) {
 	}
 	st, v = e.do("GET", "/v1/subscriptions/sub_nope", "mvno-b", "")
 	want(t, "get unknown", st, v, 404, "urn:sluice:problem:unknown-subscription")
+}
+
+// TestConfigPlans: plans in the config file are what GET /v1/plans lists
+// and what a request without a plan gets (the config's default); a config
+// with a plan listed twice, two defaults or a value the store refuses does
+// not start.
+func TestConfigPlans(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sluice.yaml")
+	yml := `plans:
+  - id: gold
+    name: Gold
+    records_per_second: 500
+    bytes_per_second: 5000000
+    concurrent_streams: 4
+    monthly_record_quota: 90000000
+    replay_window: 720h
+    formats: [json, sse, kafka]
+    default: true
+  - id: silver
+    name: Silver
+    records_per_second: 50
+    bytes_per_second: 500000
+    concurrent_streams: 1
+    monthly_record_quota: 1000000
+    replay_window: 0s
+    formats: [sse]
+`
+	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fc, err := gateway.LoadConfigFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	e := newEnv(t, func(c *gateway.Config) { c.Plans, c.SeedDemo = fc.Plans, &no })
+	st, v := e.do("GET", "/v1/plans", "mvno-b", "")
+	want(t, "plans", st, v, 200, "")
+	got, _ := json.Marshal(v["plans"])
+	wantPlans := `[{"bytes_per_second":5000000,"concurrent_streams":4,"default":true,"formats":["json","sse","kafka"],"id":"gold","monthly_record_quota":90000000,"name":"Gold","records_per_second":500,"replay_window":2592000},` +
+		`{"bytes_per_second":500000,"concurrent_streams":1,"default":false,"formats":["sse"],"id":"silver","monthly_record_quota":1000000,"name":"Silver","records_per_second":50,"replay_window":0}]`
+	if string(got) != wantPlans {
+		t.Errorf("GET /v1/plans = %s\nwant %s", got, wantPlans)
+	}
+	// Without the demo seed the store knows no partner yet.
+	if err := e.gw.Store().UpsertPartner(context.Background(), store.Partner{ID: "mvno-b", Name: "MVNO B", Type: products.PartnerMVNO}); err != nil {
+		t.Fatal(err)
+	}
+	st, sub := e.do("POST", "/v1/subscriptions", "mvno-b", `{"product":"network-quality","purpose":"network-analytics"}`)
+	want(t, "request", st, sub, 201, "")
+	if sub["plan"] != "gold" {
+		t.Errorf("a request without a plan got plan %v, want the config's default gold", sub["plan"])
+	}
+
+	for _, c := range []struct {
+		name  string
+		plans []gateway.PlanYAML
+		want  string
+	}{
+		{"twice", []gateway.PlanYAML{fc.Plans[1], fc.Plans[1]}, `config: plans: id "silver" is listed twice`},
+		{"two defaults", []gateway.PlanYAML{fc.Plans[0], {ID: "x", Default: true}}, "config: plans: 2 plans are marked default"},
+		{"refused", []gateway.PlanYAML{{ID: "bronze", Name: "Bronze", BytesPerSecond: 1, ConcurrentStreams: 1, MonthlyRecordQuota: 1, Formats: []string{"sse"}}},
+			"config: plans: store: invalid argument: plan bronze: records_per_second 0 must be > 0"},
+	} {
+		_, err := gateway.New(context.Background(), gateway.Config{DataDir: t.TempDir(), EmbeddedKafkaAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Generate: &no, Plans: c.plans})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: gateway.New: %v, want an error containing %q", c.name, err, c.want)
+		}
+	}
 }
