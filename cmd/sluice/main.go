@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -109,6 +112,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	catalogDir := fs.String("catalog", "", "directory of product YAML files (default: built-in catalog)")
 	schemaDir := fs.String("schemas", "", "directory of .avsc files named by --catalog")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	debugListen := fs.String("debug-listen", "", "serve Go's profiles (net/http/pprof: /debug/pprof/) on this address, e.g. 127.0.0.1:6060; off by default, keep it on loopback or a management network")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -182,6 +186,14 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  Kafka API  %s   (partners' Kafka clients: %s; PLAIN with an API key or OAUTHBEARER with a token)\n", addr, sec)
 	}
+	if *debugListen != "" {
+		addr, err := serveDebug(ctx, *debugListen, log)
+		if err != nil {
+			g.Close()
+			return err
+		}
+		fmt.Fprintf(stdout, "  Profiles   http://%s/debug/pprof/   (--debug-listen)\n", addr)
+	}
 	self := selfCommand()
 	dd := ""
 	if cfg.DataDir != "" {
@@ -199,6 +211,29 @@ Try it (as partner mvno-a; sluice token --partner lists the others):
 Ctrl-C stops it; streams are told to reconnect.
 `, base, self, dd)
 	return g.Run(ctx)
+}
+
+// serveDebug serves net/http/pprof's handlers on addr, on a listener of
+// their own (never the API's), until ctx ends; it returns the bound address.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("serve: --debug-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("debug listener stopped", "err", err)
+		}
+	}()
+	context.AfterFunc(ctx, func() { srv.Close() })
+	return ln.Addr().String(), nil
 }
 
 // selfCommand is how the user runs this binary: "go run ./cmd/sluice"

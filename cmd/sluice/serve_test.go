@@ -61,7 +61,7 @@ func TestServeTour(t *testing.T) {
 		t.Fatalf("go build: %v", err)
 	}
 	dataDir := t.TempDir()
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http", "127.0.0.1:0", "--embedded-kafka-addr", "127.0.0.1:0", "--generate-rate", "200")
+	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--http", "127.0.0.1:0", "--embedded-kafka-addr", "127.0.0.1:0", "--generate-rate", "200", "--debug-listen", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,13 +81,16 @@ func TestServeTour(t *testing.T) {
 	})
 
 	// Read the banner up to the end of the "Try it" block.
-	var base, tokenCmd string
+	var base, tokenCmd, profiles string
 	var tour []string
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		l := sc.Text()
 		if m := regexp.MustCompile(`HTTP API\s+(http://\S+)`).FindStringSubmatch(l); m != nil {
 			base = m[1]
+		}
+		if m := regexp.MustCompile(`Profiles\s+(http://\S+)`).FindStringSubmatch(l); m != nil {
+			profiles = m[1]
 		}
 		if m := regexp.MustCompile(`TOKEN=\$\((.*)\)`).FindStringSubmatch(l); m != nil {
 			tokenCmd = m[1]
@@ -105,6 +108,23 @@ func TestServeTour(t *testing.T) {
 	}
 	waitReady(t, base, 20*time.Second)
 	t.Logf("ready in %s", time.Since(start))
+
+	// --debug-listen: Go's profiles on their own listener, not the API's.
+	if !strings.HasSuffix(profiles, "/debug/pprof/") || strings.HasPrefix(profiles, base) {
+		t.Fatalf("banner profiles address %q (API %s): want /debug/pprof/ on another listener", profiles, base)
+	}
+	if resp, err := http.Get(profiles + "cmdline"); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "serve") {
+			t.Fatalf("GET %scmdline: %d %q, want the process's command line", profiles, resp.StatusCode, b)
+		}
+	}
+	if resp, err := http.Get(base + "/debug/pprof/cmdline"); err != nil || resp.StatusCode == 200 {
+		t.Fatalf("the API address serves profiles: %v %v", resp, err)
+	}
 
 	// The token line runs this binary: `<bin> token --data-dir D --partner P`.
 	args := strings.Fields(tokenCmd)
