@@ -1028,6 +1028,55 @@ func (e *engine) ShareQuota(ctx context.Context, replica string, mine []QuotaSha
 	return out, dbErr("share quota", err)
 }
 
+// ------------------------------------------------------------- kafka nodes
+
+func (e *engine) ShareKafkaNode(ctx context.Context, me KafkaNode, fresh time.Duration) ([]KafkaNode, error) {
+	if err := checkText("replica", me.Replica, true, 200); err != nil {
+		return nil, err
+	}
+	if err := checkText("kafka node host", me.Host, true, 255); err != nil {
+		return nil, err
+	}
+	if me.NodeID < 0 || me.Port <= 0 || me.Port > 65535 {
+		return nil, invalid("kafka node %d at port %d: want id >= 0 and port 1..65535", me.NodeID, me.Port)
+	}
+	if fresh <= 0 {
+		return nil, invalid("fresh %v must be > 0", fresh)
+	}
+	now := e.clock()
+	var out []KafkaNode
+	err := e.inTx(ctx, func(t *txn) error {
+		if _, err := t.exec(ctx, `DELETE FROM kafka_nodes WHERE updated_at < $1`, e.b.ts(now.Add(-10*fresh))); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `INSERT INTO kafka_nodes (replica, node_id, host, port, updated_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (replica) DO UPDATE
+			SET node_id = excluded.node_id, host = excluded.host, port = excluded.port, updated_at = excluded.updated_at`,
+			me.Replica, me.NodeID, me.Host, me.Port, e.b.ts(now)); err != nil {
+			return err
+		}
+		var err error
+		out, err = collect(ctx, t, func(r row) (KafkaNode, error) {
+			var n KafkaNode
+			err := r.Scan(&n.Replica, &n.NodeID, &n.Host, &n.Port, timeScan{&n.UpdatedAt})
+			return n, err
+		}, `SELECT replica, node_id, host, port, updated_at FROM kafka_nodes WHERE updated_at >= $1`, e.b.ts(now.Add(-fresh)))
+		return err
+	})
+	slices.SortFunc(out, func(a, b KafkaNode) int {
+		return cmp.Or(cmp.Compare(a.NodeID, b.NodeID), strings.Compare(a.Replica, b.Replica))
+	})
+	return out, dbErr("share kafka node", err)
+}
+
+func (e *engine) DropKafkaNode(ctx context.Context, replica string) error {
+	return dbErr("drop kafka node", e.inTx(ctx, func(t *txn) error {
+		_, err := t.exec(ctx, `DELETE FROM kafka_nodes WHERE replica = $1`, replica)
+		return err
+	}))
+}
+
 // ------------------------------------------------------------- group offsets
 
 // Limits of GroupOffset and group ids: Kafka's topic name limit, its

@@ -71,3 +71,68 @@ func TestShareQuota(t *testing.T) {
 		}
 	})
 }
+
+// TestShareKafkaNode: two replicas on one database list each other's Kafka
+// nodes in node id order; a replica's write replaces its own row; a
+// dropped node and nodes older than fresh are not returned; bad nodes are
+// refused.
+func TestShareKafkaNode(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, dsn string) {
+		a, b := openStore(t, dsn), openStore(t, dsn)
+		ctx := t.Context()
+		const fresh = 2 * time.Second
+		na := KafkaNode{Replica: "replica-a", NodeID: 7, Host: "10.0.0.1", Port: 9094}
+		nb := KafkaNode{Replica: "replica-b", NodeID: 3, Host: "10.0.0.2", Port: 9094}
+		if _, err := a.ShareKafkaNode(ctx, na, fresh); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ShareKafkaNode(ctx, nb, fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[0].Replica != "replica-b" || got[1].Replica != "replica-a" ||
+			got[1].NodeID != 7 || got[1].Host != "10.0.0.1" || got[1].Port != 9094 || got[0].UpdatedAt.IsZero() {
+			t.Fatalf("b sees %+v, want b's node 3 then a's node 7", got)
+		}
+		// a moves to another address: its row is replaced, not added.
+		na.Host, na.Port = "10.0.0.9", 19094
+		if got, err = a.ShareKafkaNode(ctx, na, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[1].Host != "10.0.0.9" || got[1].Port != 19094 {
+			t.Fatalf("after a's move: %+v", got)
+		}
+		// b stops cleanly: a no longer sees it.
+		if err := b.DropKafkaNode(ctx, "replica-b"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = a.ShareKafkaNode(ctx, na, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Replica != "replica-a" {
+			t.Fatalf("after b's drop: %+v", got)
+		}
+		// Nodes older than fresh are not returned (a last wrote above).
+		if _, err := b.ShareKafkaNode(ctx, nb, fresh); err != nil {
+			t.Fatal(err)
+		}
+		b.now = func() time.Time { return time.Now().Add(3 * time.Second) }
+		if got, err = b.ShareKafkaNode(ctx, nb, fresh); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Replica != "replica-b" {
+			t.Fatalf("a's stale node returned: %+v", got)
+		}
+		for _, bad := range []KafkaNode{
+			{Replica: "", NodeID: 1, Host: "h", Port: 1},
+			{Replica: "r", NodeID: -1, Host: "h", Port: 1},
+			{Replica: "r", NodeID: 1, Host: "", Port: 1},
+			{Replica: "r", NodeID: 1, Host: "h", Port: 0},
+			{Replica: "r", NodeID: 1, Host: "h", Port: 65536},
+		} {
+			if _, err := a.ShareKafkaNode(ctx, bad, fresh); !errors.Is(err, ErrInvalid) {
+				t.Errorf("ShareKafkaNode(%+v) = %v, want ErrInvalid", bad, err)
+			}
+		}
+	})
+}

@@ -108,6 +108,17 @@ type Store interface {
 	// them; shares older than fresh are ignored and eventually deleted.
 	ShareQuota(ctx context.Context, replica string, mine []QuotaShare, fresh time.Duration) ([]QuotaShare, error)
 
+	// ShareKafkaNode writes this replica's Kafka front door node (replacing
+	// the replica's previous row) and returns every node written within
+	// fresh of now, this one included, sorted by node id and replica.
+	// Replicas call it every second to list each other as brokers and to
+	// agree on consumer group coordinators; rows older than ten times
+	// fresh are deleted.
+	ShareKafkaNode(ctx context.Context, me KafkaNode, fresh time.Duration) ([]KafkaNode, error)
+	// DropKafkaNode removes a replica's node (a clean shutdown), so the
+	// others stop listing it at their next refresh.
+	DropKafkaNode(ctx context.Context, replica string) error
+
 	// CommitOffsets stores a Kafka consumer group's committed offsets
 	// (the Kafka front door), namespaced by partner, atomically: every
 	// offset is written or none is. A partition already committed is
@@ -351,6 +362,15 @@ type QuotaShare struct {
 	Product   string
 	Demand    float64   // records per second the replica's clients asked for, recently (>= 0)
 	Streams   int       // streams the replica has open (>= 0)
+	UpdatedAt time.Time // set by the store
+}
+
+// KafkaNode is one replica's Kafka front door as clients reach it.
+type KafkaNode struct {
+	Replica   string    // non-empty, at most 200 characters
+	NodeID    int32     // >= 0: the broker id the replica reports for itself
+	Host      string    // advertised host, non-empty
+	Port      int32     // advertised port, 1..65535
 	UpdatedAt time.Time // set by the store
 }
 
