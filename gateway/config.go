@@ -53,6 +53,8 @@ type Config struct {
 	// KafkaAdvertised is the host:port the front door tells clients to
 	// connect to (Metadata, FindCoordinator). Default: the listener's
 	// address. Set it when listening on 0.0.0.0 or behind a load balancer.
+	// Replicas on PostgreSQL each need their own: it names the replica's
+	// broker in the front door's cluster (kafka_cluster.go).
 	KafkaAdvertised string `yaml:"kafka_advertised"`
 	// KafkaListenTLS secures the Kafka front door.
 	KafkaListenTLS KafkaListenTLSConfig `yaml:"kafka_listen_tls"`

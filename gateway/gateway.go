@@ -56,7 +56,8 @@ type Gateway struct {
 	kafka      *kafkaproxy.Server // the Kafka front door; nil when off
 	kafkaAhead atomic.Int64       // encoded bytes the front door's sessions keep read ahead (kafka_ahead.go)
 	kafkaLn    net.Listener
-	kafkaCert  string // the listener's certificate file ("" without TLS)
+	kafkaNodes *kafkaNodes // the replicas' Kafka cluster, nil with one replica
+	kafkaCert  string      // the listener's certificate file ("" without TLS)
 
 	partners *products.Partners
 	engine   *policy.Engine
@@ -239,11 +240,23 @@ func (g *Gateway) newKafkaProxy() error {
 		g.kafkaCert = cert
 	}
 	var err error
-	if g.kafka, err = kafkaproxy.New(pc); err != nil {
-		return fmt.Errorf("kafka_listen: %w", err)
-	}
 	if g.kafkaLn, err = net.Listen("tcp", cfg.KafkaListen); err != nil {
 		return fmt.Errorf("kafka: listen on %s: %w (use --kafka-listen to pick another address, or --kafka-listen off)", cfg.KafkaListen, err)
+	}
+	if strings.HasPrefix(cfg.Store, "postgres") { // replicas: one cluster (kafka_cluster.go)
+		advertised := cfg.KafkaAdvertised
+		if advertised == "" {
+			advertised = g.kafkaLn.Addr().String()
+		}
+		if g.kafkaNodes, err = newKafkaNodes(g.store, cfg.Replica, advertised, cfg.Logger); err != nil {
+			g.kafkaLn.Close()
+			return fmt.Errorf("kafka_advertised %q: %w", advertised, err)
+		}
+		pc.AdvertisedAddr, pc.NodeID, pc.Cluster = advertised, g.kafkaNodes.me.NodeID, g.kafkaNodes
+	}
+	if g.kafka, err = kafkaproxy.New(pc); err != nil {
+		g.kafkaLn.Close()
+		return fmt.Errorf("kafka_listen: %w", err)
 	}
 	return nil
 }
@@ -512,6 +525,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(g.httpLn) }()
 	kafkaErr := make(chan error, 1)
 	var kafkaDone sync.WaitGroup
+	nodesCtx, stopNodes := context.WithCancel(context.Background())
+	var nodesDone sync.WaitGroup
+	if g.kafkaNodes != nil {
+		g.kafkaNodes.refresh(ctx) // the other replicas, before the first client asks
+		nodesDone.Go(func() { g.kafkaNodes.run(nodesCtx) })
+	}
 	if g.kafka != nil {
 		kafkaDone.Go(func() {
 			if err := g.kafka.Serve(g.kafkaLn); !errors.Is(err, kafkaproxy.ErrServerClosed) {
@@ -539,8 +558,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		log.Warn("http shutdown incomplete", "err", e)
 		srv.Close()
 	}
-	// 2a: the Kafka front door: its sessions release their hub readers and
-	// stream slots and settle their deliveries before usage is flushed.
+	// 2a: the Kafka front door: the other replicas stop listing this one
+	// (its groups move to them), then its sessions release their hub
+	// readers and stream slots and settle their deliveries before usage is
+	// flushed.
+	stopNodes()
+	nodesDone.Wait()
 	if g.kafka != nil {
 		g.kafka.Close()
 		kafkaDone.Wait()

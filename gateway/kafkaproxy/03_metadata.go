@@ -7,8 +7,9 @@ import (
 
 // Metadata: v1-v12.
 //
-// The cluster is the proxy alone: one broker (NodeID at the advertised
-// address) that leads every partition, controller and coordinator. Topics
+// The brokers are the front door's nodes (the proxy alone, or every live
+// replica with Config.Cluster); the node answering leads every partition
+// and is the controller (coordinators: FindCoordinator). Topics
 // are the partner's entitled virtual topics only: a request for all topics
 // (null list) lists exactly those; a named topic the partner may not read
 // is TOPIC_AUTHORIZATION_FAILED, whether or not it exists, so existence
@@ -26,10 +27,11 @@ const topicReadDescribe = 1<<3 | 1<<8
 
 func (c *conn) handleMetadata(req *kmsg.MetadataRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := c.s.advertised()
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = c.s.cfg.NodeID, host, port
-	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	for _, n := range c.s.nodes() {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = n.ID, n.Host, n.Port
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	resp.ClusterID = &c.s.cfg.ClusterID
 	resp.ControllerID = c.s.cfg.NodeID
 

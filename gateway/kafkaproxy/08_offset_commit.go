@@ -17,6 +17,9 @@ import (
 // store failure is logged and answered UNKNOWN_SERVER_ERROR (the commit
 // did not happen; clients report it and commit again later). Retention
 // times (v2-v4) and leader epochs are ignored.
+//
+// A node of a cluster that does not coordinate the group (cluster.go)
+// answers NOT_COORDINATOR; the client looks the coordinator up again.
 
 func init() { register(8, 2, 8, true, (*conn).handleOffsetCommit) }
 
@@ -24,8 +27,11 @@ func (c *conn) handleOffsetCommit(req *kmsg.OffsetCommitRequest) (kmsg.Response,
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	partner := c.partner()
 	groupCode := c.s.groups.checkCommit(partner, req.Group, req.MemberID, req.Generation)
-	if req.Group == "" {
+	switch {
+	case req.Group == "":
 		groupCode = kerr.InvalidGroupID.Code
+	case !c.s.owns(partner, req.Group):
+		groupCode = kerr.NotCoordinator.Code
 	}
 	topics, terr := c.sess.Topics(c.ctx)
 	if terr != nil {

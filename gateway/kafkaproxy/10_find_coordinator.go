@@ -7,8 +7,9 @@ import (
 
 // FindCoordinator: v0-v4.
 //
-// Every consumer group's coordinator is the proxy itself (NodeID at the
-// advertised address); groups are namespaced by partner inside it.
+// A consumer group's coordinator is the proxy itself, or with
+// Config.Cluster the node its (partner, group id) hashes to (cluster.go);
+// groups are namespaced by partner.
 // Transaction coordinators (key type 1) are
 // TRANSACTIONAL_ID_AUTHORIZATION_FAILED: partners cannot write. v4 batches
 // keys (CoordinatorKeys); v0-v3 carry one key.
@@ -17,7 +18,6 @@ func init() { register(10, 0, 4, true, (*conn).handleFindCoordinator) }
 
 func (c *conn) handleFindCoordinator(req *kmsg.FindCoordinatorRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
-	host, port := c.s.advertised()
 	answer := func(key string) (code int16, msg *string) {
 		if req.CoordinatorType != 0 {
 			m := "partners cannot use transactions"
@@ -36,7 +36,8 @@ func (c *conn) handleFindCoordinator(req *kmsg.FindCoordinatorRequest) (kmsg.Res
 			co.ErrorCode, co.ErrorMessage = answer(key)
 			co.NodeID, co.Host, co.Port = -1, "", -1
 			if co.ErrorCode == 0 {
-				co.NodeID, co.Host, co.Port = c.s.cfg.NodeID, host, port
+				n := c.s.coordinatorOf(c.partner(), key)
+				co.NodeID, co.Host, co.Port = n.ID, n.Host, n.Port
 			}
 			resp.Coordinators = append(resp.Coordinators, co)
 		}
@@ -46,7 +47,8 @@ func (c *conn) handleFindCoordinator(req *kmsg.FindCoordinatorRequest) (kmsg.Res
 	resp.ErrorCode, resp.ErrorMessage = answer(req.CoordinatorKey)
 	resp.NodeID, resp.Host, resp.Port = -1, "", -1
 	if resp.ErrorCode == 0 {
-		resp.NodeID, resp.Host, resp.Port = c.s.cfg.NodeID, host, port
+		n := c.s.coordinatorOf(c.partner(), req.CoordinatorKey)
+		resp.NodeID, resp.Host, resp.Port = n.ID, n.Host, n.Port
 	}
 	return resp, nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -17,11 +18,21 @@ import (
 // instance ids are echoed but not given static-membership semantics. v7+
 // returns the protocol type; v8's reason is ignored; v9's SkipAssignment is
 // always false (the leader assigns).
+//
+// A node of a cluster that does not coordinate the group (cluster.go)
+// answers NOT_COORDINATOR; the client looks the coordinator up again.
 
 func init() { register(11, 0, 9, true, (*conn).handleJoinGroup) }
 
 func (c *conn) handleJoinGroup(req *kmsg.JoinGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	if !c.s.owns(c.partner(), req.Group) {
+		resp.ErrorCode, resp.Generation, resp.MemberID = kerr.NotCoordinator.Code, -1, req.MemberID
+		pt, proto := req.ProtocolType, ""
+		resp.ProtocolType, resp.Protocol = &pt, &proto
+		resp.Members = []kmsg.JoinGroupResponseMember{}
+		return resp, nil
+	}
 	r := joinRequest{
 		partner:          c.partner(),
 		group:            req.Group,

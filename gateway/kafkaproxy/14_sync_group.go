@@ -3,6 +3,7 @@ package kafkaproxy
 import (
 	"bytes"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -12,11 +13,19 @@ import (
 // Stable; followers wait for theirs. v3+ instance ids are ignored; v5+
 // protocol type and name are checked against the group's
 // (INCONSISTENT_GROUP_PROTOCOL) and echoed.
+//
+// A node of a cluster that does not coordinate the group (cluster.go)
+// answers NOT_COORDINATOR; the client looks the coordinator up again.
 
 func init() { register(14, 0, 5, true, (*conn).handleSyncGroup) }
 
 func (c *conn) handleSyncGroup(req *kmsg.SyncGroupRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+	if !c.s.owns(c.partner(), req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		resp.MemberAssignment = []byte{}
+		return resp, nil
+	}
 	r := syncRequest{
 		partner:      c.partner(),
 		group:        req.Group,

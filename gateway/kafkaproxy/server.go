@@ -32,6 +32,10 @@ type Config struct {
 	AdvertisedAddr string
 	// NodeID is the broker id the proxy reports for itself. Default 0.
 	NodeID int32
+	// Cluster, when set, lists the front door's other nodes (replicas):
+	// Metadata reports them as brokers and each consumer group gets one
+	// coordinator among them (cluster.go). Nil: the proxy alone.
+	Cluster Cluster
 	// ClusterID is reported in Metadata. Default "sluice".
 	ClusterID string
 
