@@ -85,13 +85,7 @@ func describe(ev audit.Event) string {
 // each delivery summary counting what the client received; the topic
 // verifies with the published key, and holds no raw subscriber identifier.
 func TestIntegrationAuditCompleteness(t *testing.T) {
-	dir := t.TempDir()
-	files, _ := filepath.Glob("../policy/rego/*.rego")
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && !strings.HasSuffix(f, "_test.rego") {
-			os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600)
-		}
-	}
+	dir := policyCopy(t)
 	e := newEnv(t, withKafkaFrontDoor(t), func(c *gateway.Config) {
 		c.Policy = gateway.PolicyConfig{Dir: dir, WatchInterval: 100 * time.Millisecond}
 	})
@@ -563,5 +557,69 @@ func TestIntegrationKafkaAuditFailClosed(t *testing.T) {
 	}
 	if len(seen) != 10 {
 		t.Fatalf("%d distinct records after recovery, want 10", len(seen))
+	}
+}
+
+// policyCopy copies the built-in policy (without its tests) into a new
+// directory, for a gateway whose policy the test edits.
+func policyCopy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, _ := filepath.Glob("../policy/rego/*.rego")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && !strings.HasSuffix(f, "_test.rego") {
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
+}
+
+// TestIntegrationAuditPolicyReloadFailed: an edit of the policy that does
+// not compile is recorded as a policy-reload event with the error, the
+// revision that stays in force and the SHA-256 of the file tried; the
+// next edit that compiles is recorded as a reload without error.
+func TestIntegrationAuditPolicyReloadFailed(t *testing.T) {
+	dir := policyCopy(t)
+	e := newEnv(t, func(c *gateway.Config) {
+		c.Policy = gateway.PolicyConfig{Dir: dir, WatchInterval: 100 * time.Millisecond}
+	})
+	reloads := func() []audit.PolicyReload {
+		_, evs := auditEvents(t, e)
+		var out []audit.PolicyReload
+		for _, ev := range evs {
+			if ev.Policy != nil {
+				out = append(out, *ev.Policy)
+			}
+		}
+		return out
+	}
+	var got []audit.PolicyReload
+	waitFor(t, 10*time.Second, func() bool { got = reloads(); return len(got) == 1 }, "the policy in force at start")
+	start := got[0]
+
+	good, err := os.ReadFile(filepath.Join(dir, "contracts.rego"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append(bytes.Clone(good), "\ndecision := {\n"...)
+	if err := os.WriteFile(filepath.Join(dir, "contracts.rego"), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { got = reloads(); return len(got) == 2 }, "the failed reload's event")
+	badSum := sha256.Sum256(bad)
+	if f := got[1]; f.Error == "" || !strings.Contains(f.Error, "contracts.rego:") || f.Revision != start.Revision ||
+		f.Files["contracts.rego"] != hex.EncodeToString(badSum[:]) {
+		t.Fatalf("failed reload recorded as %+v; want the error naming contracts.rego, revision %s kept, the broken file's SHA-256", f, start.Revision)
+	}
+
+	fixed := append(bytes.Clone(good), "\n# fixed\n"...)
+	if err := os.WriteFile(filepath.Join(dir, "contracts.rego"), fixed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { got = reloads(); return len(got) == 3 }, "the fixed reload's event")
+	if f := got[2]; f.Error != "" || f.Revision == start.Revision {
+		t.Fatalf("fixed reload recorded as %+v, want a new revision without error", f)
 	}
 }

@@ -476,12 +476,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 	})
 	revs, unsubscribe := g.engine.Subscribe()
+	fails, unsubscribeFails := g.engine.SubscribeFailures()
 	hubDone.Go(func() {
 		defer unsubscribe()
+		defer unsubscribeFails()
 		for {
 			select {
 			case <-hubCtx.Done():
 				return
+			case err := <-fails:
+				// An attempt to change the policy that did not take effect:
+				// the trail names the files tried and the revision kept.
+				if aerr := g.audit.policyReload(hubCtx, g.engine.Revision(), g.cfg.Policy.Dir, err); aerr != nil {
+					g.audit.logFailure("policy reload failure", aerr, "revision", g.engine.Revision())
+				}
 			case rev := <-revs:
 				log.Info("policy reloaded", "revision", rev)
 				if err := g.audit.policyReload(hubCtx, rev, g.cfg.Policy.Dir, nil); err != nil {

@@ -277,18 +277,7 @@ func TestIntegrationTokenExpiryEndsStream(t *testing.T) {
 // stream's fields within 1 s; a broken policy is rejected and the old one
 // stays in force.
 func TestIntegrationPolicyHotReload(t *testing.T) {
-	dir := t.TempDir()
-	files, _ := filepath.Glob("../policy/rego/*.rego")
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.rego") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600)
-	}
+	dir := policyCopy(t)
 	contracts := filepath.Join(dir, "contracts.rego")
 	orig, err := os.ReadFile(contracts)
 	if err != nil {

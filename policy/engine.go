@@ -42,10 +42,11 @@ type Engine struct {
 
 	reloadMu sync.Mutex // serialises Reload
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex // guards lastErr
 	lastErr error
-	subs    map[int]chan string
-	nextSub int
+
+	revisions latest[string] // Subscribe
+	failures  latest[error]  // SubscribeFailures
 }
 
 // New reads and compiles the policy and prepares its queries. A policy that
@@ -53,7 +54,7 @@ type Engine struct {
 // *CompileError); so is one that defines no data.sluice.decision or
 // data.sluice.row rule.
 func New(opts Options) (*Engine, error) {
-	e := &Engine{opts: opts, log: opts.Logger, subs: map[int]chan string{}}
+	e := &Engine{opts: opts, log: opts.Logger}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}

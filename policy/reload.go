@@ -41,13 +41,14 @@ func (e *Engine) Reload() error {
 		e.setLastError(err)
 		e.log.Error("policy reload failed; the previous policy stays in force",
 			"dir", e.opts.Dir, "revision", old.revision, "err", err)
+		e.failures.notify(err)
 		return err
 	}
 	e.cur.Store(s)
 	e.setLastError(nil)
 	if s.revision != old.revision {
 		e.log.Info("policy reloaded", "dir", e.opts.Dir, "revision", s.revision, "previous", old.revision)
-		e.notify(s.revision)
+		e.revisions.notify(s.revision)
 	} else {
 		e.log.Debug("policy tests changed; policy unchanged", "dir", e.opts.Dir, "revision", s.revision)
 	}
@@ -74,32 +75,47 @@ func (e *Engine) setLastError(err error) {
 // closes the channel. The channel holds one pending revision: a subscriber
 // that falls behind gets the newest revision, never a stale one, and never
 // blocks a reload.
-func (e *Engine) Subscribe() (<-chan string, func()) {
-	ch := make(chan string, 1)
-	e.mu.Lock()
-	id := e.nextSub
-	e.nextSub++
-	e.subs[id] = ch
-	e.mu.Unlock()
+func (e *Engine) Subscribe() (<-chan string, func()) { return e.revisions.subscribe() }
+
+// SubscribeFailures is Subscribe for failed reloads: the channel receives
+// each reload's error (the previous policy stays in force), the newest one
+// if the subscriber fell behind. An audit trail records them: an attempt
+// to change the policy that did not take effect.
+func (e *Engine) SubscribeFailures() (<-chan error, func()) { return e.failures.subscribe() }
+
+// latest hands values to subscribers, each holding at most the newest
+// value it has not read.
+type latest[T any] struct {
+	mu   sync.Mutex
+	subs map[*chan T]struct{}
+}
+
+func (l *latest[T]) subscribe() (<-chan T, func()) {
+	ch := make(chan T, 1)
+	l.mu.Lock()
+	if l.subs == nil {
+		l.subs = map[*chan T]struct{}{}
+	}
+	l.subs[&ch] = struct{}{}
+	l.mu.Unlock()
 	return ch, sync.OnceFunc(func() {
-		e.mu.Lock()
-		delete(e.subs, id)
+		l.mu.Lock()
+		delete(l.subs, &ch)
 		close(ch)
-		e.mu.Unlock()
+		l.mu.Unlock()
 	})
 }
 
-// notify hands revision to every subscriber, replacing a revision it has
-// not read yet.
-func (e *Engine) notify(revision string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, ch := range e.subs {
+// notify hands v to every subscriber, replacing a value it has not read.
+func (l *latest[T]) notify(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ch := range l.subs {
 		select {
-		case <-ch: // drop the stale pending revision
+		case <-*ch: // drop the stale pending value
 		default:
 		}
-		ch <- revision // cannot block: the buffer is empty and we are the only sender
+		*ch <- v // cannot block: the buffer is empty and we are the only sender
 	}
 }
 

@@ -185,6 +185,36 @@ func TestSubscribeKeepsNewest(t *testing.T) {
 	}
 }
 
+// TestSubscribeFailures: a reload that fails hands its error (file and
+// line) to failure subscribers, the newest if they fell behind; a
+// successful reload hands them nothing.
+func TestSubscribeFailures(t *testing.T) {
+	e, dir := newTestEngine(t, map[string]string{"sluice.rego": versioned("v1")})
+	fails, cancel := e.SubscribeFailures()
+	defer cancel()
+	writePolicy(t, dir, map[string]string{"sluice.rego": "package sluice\n\ndecision := {"})
+	if err := e.Reload(); err == nil {
+		t.Fatal("a truncated policy reloaded")
+	}
+	writePolicy(t, dir, map[string]string{"sluice.rego": broken})
+	err := e.Reload()
+	if err == nil {
+		t.Fatal("a broken policy reloaded")
+	}
+	if got := <-fails; got != err || !strings.Contains(got.Error(), "sluice.rego:3:") {
+		t.Fatalf("failure %v, want the newest %v (naming sluice.rego:3)", got, err)
+	}
+	writePolicy(t, dir, map[string]string{"sluice.rego": versioned("v2")})
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-fails:
+		t.Fatalf("failure %v after a successful reload", f)
+	default:
+	}
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
