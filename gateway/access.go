@@ -8,6 +8,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -357,6 +358,15 @@ func (a *access) authorize(r *http.Request, p *products.Product, purpose string)
 			a.log.Error("store: plan or usage lookup failed", "partner", partner.ID, "product", p.ID, "plan", g.PlanID, "err", err)
 			return nil, httpapi.NewProblem(httpapi.ProblemInternal, http.StatusServiceUnavailable, "the subscription's plan could not be read; retry")
 		}
+		if f := formatOf(r); f != "" && !slices.Contains(plan.Formats, f) {
+			if pr := a.record(r, audit.Access{Partner: partner.ID, Product: p.ID, Purpose: g.Purpose, Door: doorOf(r.URL.Path),
+				Revision: a.engine.Revision(), Reason: "format-not-in-plan", Subscription: g.ID, Credential: credential}); pr != nil {
+				return nil, pr
+			}
+			return nil, httpapi.NewProblem(httpapi.ProblemFormatNotInPlan, http.StatusForbidden, fmt.Sprintf(
+				"plan %s of the subscription %s allows %s, not %s; ask for a plan with %s, or read another way",
+				plan.ID, g.ID, strings.Join(plan.Formats, ", "), f, f))
+		}
 		acc.Quota = q
 	}
 	pl := a.plan(r.Context(), partner, p, g.Purpose)
@@ -388,6 +398,21 @@ func explain(pl *plan) *httpapi.Explain {
 		e.Schema = pl.view.Schema()
 	}
 	return e
+}
+
+// formatOf is the plan format a request reads records in ("" for
+// requests that read none: previews, catalog).
+func formatOf(r *http.Request) string {
+	switch doorOf(r.URL.Path) {
+	case "sse":
+		return store.FormatSSE
+	case "rest":
+		if httpapi.WantsNDJSON(r) {
+			return store.FormatNDJSON
+		}
+		return store.FormatJSON
+	}
+	return ""
 }
 
 func authProblem(f *auth.Failure) *httpapi.Problem {

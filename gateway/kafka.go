@@ -358,6 +358,9 @@ func (s *kafkaSession) refresh(ctx context.Context) error {
 		d := decision{allowed: true, purpose: sub.Purpose, view: pl.view, out: out}
 		if a.limits != nil {
 			plan, err := a.limits.plan(ctx, sub.PlanID)
+			if err == nil && !slices.Contains(plan.Formats, store.FormatKafka) {
+				continue // the plan does not include the Kafka front door: not listed
+			}
 			if err == nil {
 				d.quota, err = a.limits.quota(ctx, s.partner.ID, t.product.ID, sub.Purpose, plan)
 			}

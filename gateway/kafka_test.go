@@ -723,7 +723,6 @@ func TestIntegrationKafkaQuota(t *testing.T) {
 	st := e.gw.Store()
 	const rate, window = 200, 10 * time.Second
 	plan := quotaPlan("q-kafka", rate)
-	plan.Formats = append(plan.Formats, store.FormatKafka)
 	if err := st.UpsertPlan(context.Background(), plan); err != nil {
 		t.Fatal(err)
 	}
@@ -1018,7 +1017,6 @@ func TestIntegrationKafkaPlanLimits(t *testing.T) {
 	ctx := context.Background()
 	plan := quotaPlan("q-kafka-limits", 1e6)
 	plan.ConcurrentStreams, plan.MonthlyRecordQuota = 1, 225
-	plan.Formats = append(plan.Formats, store.FormatKafka)
 	if err := st.UpsertPlan(ctx, plan); err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,13 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/products/store"
 )
@@ -18,7 +21,7 @@ import (
 func quotaPlan(id string, recordsPerSec int64) store.Plan {
 	return store.Plan{ID: id, Name: id, RecordsPerSecond: recordsPerSec, BytesPerSecond: 1e12,
 		ConcurrentStreams: 100, MonthlyRecordQuota: 1e12, ReplayWindow: time.Hour,
-		Formats: []string{store.FormatJSON, store.FormatNDJSON, store.FormatSSE}}
+		Formats: []string{store.FormatJSON, store.FormatNDJSON, store.FormatSSE, store.FormatKafka}}
 }
 
 // resubscribe moves a partner's active subscription of product to plan: the
@@ -347,5 +350,92 @@ func TestIntegrationQuotaStreamsAndMonthly(t *testing.T) {
 	}
 	if m := metric(t, e, `sluice_quota_refusals_total{limit="monthly_record_quota",partner="internal-noc",product="network-quality"}`); m < 3 {
 		t.Fatalf("monthly refusals metric %v", m)
+	}
+}
+
+// TestIntegrationPlanFormats: a plan's formats are the ways its partner may
+// read the product. With sse only, REST pages (JSON and NDJSON) are 403
+// format-not-in-plan (and the refusal is in the audit trail), a stream
+// opens, and the Kafka front door does not list the topic; with json and
+// kafka the other way round.
+func TestIntegrationPlanFormats(t *testing.T) {
+	e := newEnv(t, withKafkaFrontDoor(t))
+	st := e.gw.Store()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sseOnly, jsonKafka := quotaPlan("f-sse", 1e6), quotaPlan("f-json-kafka", 1e6)
+	sseOnly.Formats = []string{store.FormatSSE}
+	jsonKafka.Formats = []string{store.FormatJSON, store.FormatKafka}
+	for _, p := range []store.Plan{sseOnly, jsonKafka} {
+		if err := st.UpsertPlan(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.produce("cdr", 5)
+	const page = "/v1/products/cdr/records?from=earliest"
+	const stream = "/v1/products/cdr/stream?from=earliest"
+	bearer := "Bearer " + e.token("mvno-b")
+	kafkaLists := func() bool {
+		cl, err := kgo.NewClient(e.kafkaOpts(kafkaOAuth(e.token("mvno-b")))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		topics, _ := kafkaTopics(t, cl)
+		return slices.Contains(topics, "cdr")
+	}
+
+	sub := resubscribe(t, st, "mvno-b", "cdr", "f-sse")
+	pr := e.problem(page, 403, "urn:sluice:problem:format-not-in-plan", "Authorization", bearer)
+	if d, _ := pr["detail"].(string); !strings.Contains(d, "plan f-sse") || !strings.Contains(d, "allows sse, not json") {
+		t.Errorf("detail %q: want the plan, its formats and the format asked for", d)
+	}
+	e.problem(page, 403, "urn:sluice:problem:format-not-in-plan", "Authorization", bearer, "Accept", "application/x-ndjson")
+	resp, sr := e.streamAs(ctx, stream, "mvno-b")
+	// mvno-b's rows may be none of the five: a record or a cursor event
+	// says the stream is serving.
+	if ev, err := sr.Next(); err != nil || (ev.Type != "record" && ev.Type != "cursor") {
+		t.Fatalf("a stream under an sse plan: %+v %v, want a record or a cursor", ev, err)
+	}
+	defer resp.Body.Close()
+	if kafkaLists() {
+		t.Error("the front door lists cdr under a plan without kafka")
+	}
+	var refused bool
+	_, evs := auditEvents(t, e)
+	for _, ev := range evs {
+		if a := ev.Access; a != nil && !a.Allowed && a.Reason == "format-not-in-plan" && a.Subscription == sub.ID && a.Door == "rest" {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Error("no audit event records the format-not-in-plan refusal")
+	}
+
+	// The plan drops sse: the open stream is authorized again and ends.
+	sseOnly.Formats = []string{store.FormatJSON}
+	if err := st.UpsertPlan(ctx, sseOnly); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev, err := sr.Next()
+		if err != nil {
+			t.Fatalf("the stream ended without revoked after its plan dropped sse: %v", err)
+		}
+		if ev.Type == "revoked" {
+			if !strings.Contains(string(ev.Data), "format-not-in-plan") {
+				t.Errorf("revoked with %s, want format-not-in-plan", ev.Data)
+			}
+			break
+		}
+	}
+
+	resubscribe(t, st, "mvno-b", "cdr", "f-json-kafka")
+	if resp, body := e.get(page, "Authorization", bearer); resp.StatusCode != 200 {
+		t.Fatalf("a JSON page under a json plan: %d %s", resp.StatusCode, body)
+	}
+	e.problem(stream, 403, "urn:sluice:problem:format-not-in-plan", "Authorization", bearer)
+	if !kafkaLists() {
+		t.Error("the front door does not list cdr under a plan with kafka")
 	}
 }

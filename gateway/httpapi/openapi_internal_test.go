@@ -213,7 +213,7 @@ func TestOpenAPISecurity(t *testing.T) {
 		"catalog": {auth.ProblemTokenUnknownPartner},
 		"view":    {ProblemNoGrant, auth.ProblemTokenUnknownPartner},
 		"read":    {ProblemNoGrant, ProblemDenied, ProblemPolicyError, auth.ProblemTokenUnknownPartner},
-		"records": {ProblemNoGrant, ProblemDenied, ProblemPolicyError, ProblemQuotaExhausted, auth.ProblemTokenUnknownPartner},
+		"records": {ProblemNoGrant, ProblemDenied, ProblemPolicyError, ProblemQuotaExhausted, ProblemFormatNotInPlan, auth.ProblemTokenUnknownPartner},
 		"admin":   {ProblemForbiddenAdmin, auth.ProblemTokenUnknownPartner},
 		// The audit trail's events: regulators only.
 		"audit": {ProblemForbiddenAudit, auth.ProblemTokenUnknownPartner},

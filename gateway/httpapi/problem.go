@@ -51,9 +51,10 @@ const (
 	ProblemForbiddenAdmin      = "urn:sluice:problem:forbidden-admin"
 	ProblemForbiddenAudit      = "urn:sluice:problem:forbidden-audit"
 
-	ProblemRateLimited    = "urn:sluice:problem:rate-limited"
-	ProblemStreamLimit    = "urn:sluice:problem:stream-limit"
-	ProblemQuotaExhausted = "urn:sluice:problem:quota-exhausted"
+	ProblemRateLimited     = "urn:sluice:problem:rate-limited"
+	ProblemStreamLimit     = "urn:sluice:problem:stream-limit"
+	ProblemQuotaExhausted  = "urn:sluice:problem:quota-exhausted"
+	ProblemFormatNotInPlan = "urn:sluice:problem:format-not-in-plan"
 
 	ProblemAuditUnavailable = "urn:sluice:problem:audit-unavailable"
 
@@ -87,9 +88,10 @@ var titles = map[string]string{
 	ProblemForbiddenAdmin:      "Admin role required",
 	ProblemForbiddenAudit:      "Regulator role required",
 
-	ProblemRateLimited:    "Rate limit of the plan reached",
-	ProblemStreamLimit:    "Concurrent stream limit of the plan reached",
-	ProblemQuotaExhausted: "Monthly record quota of the plan exhausted",
+	ProblemRateLimited:     "Rate limit of the plan reached",
+	ProblemStreamLimit:     "Concurrent stream limit of the plan reached",
+	ProblemQuotaExhausted:  "Monthly record quota of the plan exhausted",
+	ProblemFormatNotInPlan: "Format not in the plan",
 
 	ProblemAuditUnavailable: "Audit trail unavailable; access refused",
 

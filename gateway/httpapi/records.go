@@ -165,7 +165,7 @@ func (s *Server) records(w http.ResponseWriter, r *http.Request) {
 	}
 	next := nextCursor(p.ID, cutPos)
 	n := 0
-	ndjson := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	ndjson := WantsNDJSON(r)
 	buf := make([]byte, 0, 64<<10)
 	if ndjson {
 		for _, e := range evs {
@@ -214,4 +214,10 @@ func firstData(evs []hub.Event) []byte {
 		}
 	}
 	return nil
+}
+
+// WantsNDJSON reports whether a records request asks for NDJSON (the
+// plan format ndjson) rather than a JSON page (json).
+func WantsNDJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
 }

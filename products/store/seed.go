@@ -21,7 +21,7 @@ func DemoPlans() []Plan {
 			MonthlyRecordQuota: 1_000_000, ReplayWindow: 24 * time.Hour, Formats: []string{FormatJSON, FormatSSE}},
 		{ID: "standard", Name: "Standard", RecordsPerSecond: 200, BytesPerSecond: 1_000_000, ConcurrentStreams: 10,
 			MonthlyRecordQuota: 50_000_000, ReplayWindow: 168 * time.Hour,
-			Formats: []string{FormatJSON, FormatNDJSON, FormatSSE}, Default: true},
+			Formats: []string{FormatJSON, FormatNDJSON, FormatSSE, FormatKafka}, Default: true},
 		{ID: "premium", Name: "Premium", RecordsPerSecond: 2_000, BytesPerSecond: 10_000_000, ConcurrentStreams: 50,
 			MonthlyRecordQuota: 1_000_000_000, ReplayWindow: 720 * time.Hour,
 			Formats: []string{FormatJSON, FormatNDJSON, FormatSSE, FormatKafka}},
