@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/products"
 )
 
 // TestIntegrationWireDedicated runs deploy/bench/wire-dedicated.sh against
@@ -30,11 +39,15 @@ func TestIntegrationWireDedicated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The topics the gateway waits for, made here (the script would start
+	// a JVM per topic, a load the parallel integration tests feel).
+	broker := strings.Split(brokers, ",")[0]
+	createCatalogTopics(t, broker)
 	bin := filepath.Join(t.TempDir(), "sluice")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.Command("bash", script, "--brokers", strings.Split(brokers, ",")[0], "--bin", bin, "--",
+	cmd := exec.Command("bash", script, "--brokers", broker, "--bin", bin, "--",
 		"--records", "3000", "--repeat", "1", "--wire-live=false", "--json")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -62,4 +75,36 @@ func TestIntegrationWireDedicated(t *testing.T) {
 	if w.Front.OrderErrors != 0 || w.Front.RecordsPerS <= 0 || w.Ratio <= 0 {
 		t.Errorf("front door: %d out of order, %.0f records/s, ratio %.2f", w.Front.OrderErrors, w.Front.RecordsPerS, w.Ratio)
 	}
+}
+
+// createCatalogTopics makes the built-in catalog's topics and the consent
+// topic on broker, if missing.
+func createCatalogTopics(t *testing.T, broker string) {
+	t.Helper()
+	cat, err := products.LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	compact := "compact"
+	create := func(topic string, partitions int32, cfg map[string]*string) {
+		r, err := adm.CreateTopic(ctx, partitions, 1, cfg, topic)
+		if err == nil {
+			err = r.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			t.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
+	for _, p := range cat.Products {
+		create(p.Topic, p.Partitions, nil)
+	}
+	create("telco.consent", 3, map[string]*string{"cleanup.policy": &compact})
 }
