@@ -160,10 +160,15 @@ func (b *kafkaBackend) ScramLookup(ctx context.Context, username string) (kafkap
 type kafkaSession struct {
 	g       *Gateway
 	partner *products.Partner
-	key     string    // the API key presented (PLAIN), checked again on changes; never logged
-	keyID   string    // the API key's id (PLAIN, SCRAM); "" for a token
-	expires time.Time // of the credential: the session ends then
 	log     *slog.Logger
+
+	// The credential, replaced by a re-authentication (KIP-368), under
+	// credMu.
+	credMu  sync.Mutex
+	key     string        // the API key presented (PLAIN), checked again on changes; never logged
+	keyID   string        // the API key's id (PLAIN, SCRAM); "" for a token
+	expires time.Time     // of the credential: the session ends then
+	renewed chan struct{} // a re-authentication replaced the credential (watch re-arms)
 
 	ctx    context.Context // cancelled by Close: ends a re-check in flight
 	cancel context.CancelFunc
@@ -229,7 +234,7 @@ type kafkaDelivery struct {
 }
 
 func newKafkaSession(g *Gateway, p *products.Partner, key, keyID string, expires time.Time) *kafkaSession {
-	s := &kafkaSession{g: g, partner: p, key: key, keyID: keyID, expires: expires, done: make(chan struct{}),
+	s := &kafkaSession{g: g, partner: p, key: key, keyID: keyID, expires: expires, renewed: make(chan struct{}, 1), done: make(chan struct{}),
 		log: g.cfg.Logger.With("partner", p.ID, "front_door", "kafka"), topics: map[string]*kafkaTopic{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	for _, prod := range g.catalog.Products {
@@ -245,6 +250,39 @@ func newKafkaSession(g *Gateway, p *products.Partner, key, keyID string, expires
 }
 
 func (s *kafkaSession) Partner() string { return s.partner.ID }
+
+// Expires is when the session's credential expires (zero: never); the
+// front door tells clients to re-authenticate before then.
+func (s *kafkaSession) Expires() time.Time {
+	s.credMu.Lock()
+	defer s.credMu.Unlock()
+	return s.expires
+}
+
+// Reauthenticate adopts next's credential (a login of the same partner on
+// this connection, KIP-368): its expiry and the key re-checked on
+// changes. The session keeps its topics, readers, stream slots and audit
+// records; next is closed.
+func (s *kafkaSession) Reauthenticate(next kafkaproxy.Session) error {
+	n, ok := next.(*kafkaSession)
+	if !ok || n.partner.ID != s.partner.ID {
+		next.Close()
+		return fmt.Errorf("%w: re-authentication must be as the same partner", kafkaproxy.ErrAuthentication)
+	}
+	n.credMu.Lock()
+	key, keyID, expires := n.key, n.keyID, n.expires
+	n.credMu.Unlock()
+	n.Close()
+	s.credMu.Lock()
+	s.key, s.keyID, s.expires = key, keyID, expires
+	s.credMu.Unlock()
+	select {
+	case s.renewed <- struct{}{}:
+	default: // a renewal is pending already; watch reads the newest expiry
+	}
+	s.log.Info("kafka: partner re-authenticated", "expires_at", expires.UTC().Format(time.RFC3339))
+	return nil
+}
 
 func (s *kafkaSession) Done() <-chan struct{} { return s.done }
 
@@ -262,18 +300,32 @@ func (s *kafkaSession) end(reason string, args ...any) {
 // watch re-authorizes on every change of subscriptions, keys, plans or
 // policy, and ends the session when the credential expires.
 func (s *kafkaSession) watch(changed <-chan struct{}) {
+	var timer *time.Timer
 	var expiry <-chan time.Time
-	if !s.expires.IsZero() {
-		t := time.NewTimer(time.Until(s.expires))
-		defer t.Stop()
-		expiry = t.C
+	arm := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, expiry = nil, nil
+		}
+		if exp := s.Expires(); !exp.IsZero() {
+			timer = time.NewTimer(time.Until(exp))
+			expiry = timer.C
+		}
 	}
+	arm()
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
+		case <-s.renewed:
+			arm()
 		case <-expiry:
-			s.end("credential expired", "expired_at", s.expires.UTC().Format(time.RFC3339))
+			s.end("credential expired", "expired_at", s.Expires().UTC().Format(time.RFC3339))
 			return
 		case <-changed:
 			changed = s.g.access.changed()
@@ -288,13 +340,16 @@ func (s *kafkaSession) watch(changed <-chan struct{}) {
 func (s *kafkaSession) recheck() bool {
 	ctx, cancel := context.WithTimeout(s.ctx, kafkaRecheckTimeout)
 	defer cancel()
-	if s.keyID != "" {
+	s.credMu.Lock()
+	key, keyID := s.key, s.keyID
+	s.credMu.Unlock()
+	if keyID != "" {
 		var err error
-		if s.key != "" {
-			_, err = s.g.access.store.VerifyKey(ctx, s.key)
+		if key != "" {
+			_, err = s.g.access.store.VerifyKey(ctx, key)
 		} else { // SCRAM: the secret was never seen; the key's state is what can change
 			var k store.KeyInfo
-			if k, _, err = s.g.access.store.ScramKey(ctx, s.keyID); err == nil {
+			if k, _, err = s.g.access.store.ScramKey(ctx, keyID); err == nil {
 				err = k.Check(time.Now())
 			}
 		}
@@ -945,9 +1000,11 @@ func (s *kafkaSession) auditTopic(ctx context.Context, t *kafkaTopic) (httpapi.D
 	}
 	pl := s.g.access.plan(ctx, s.partner, t.product, purpose)
 	cred := "token"
+	s.credMu.Lock()
 	if s.keyID != "" {
 		cred = "key:" + s.keyID
 	}
+	s.credMu.Unlock()
 	if err := au.decision(ctx, accessEvent(pl, "kafka", cred)); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package kafkaproxy
 
 import (
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -10,10 +12,14 @@ import (
 // Carries a client SASL message (PLAIN: authzid NUL user NUL password;
 // OAUTHBEARER: the RFC 7628 client-first message with the JWT; SCRAM:
 // client-first, then client-final, answered by server-first and
-// server-final in SASLAuthBytes). Success answers SessionLifetimeMillis 0
-// (v1+: no re-authentication; revocation closes the connection instead). Failure
-// answers SASL_AUTHENTICATION_FAILED with the reason and closes the
-// connection after the response.
+// server-final in SASLAuthBytes). Success answers (v1+)
+// SessionLifetimeMillis, the time left until the credential expires when
+// the Session is a Reauthenticator with an expiry, else 0: clients then
+// re-authenticate on the connection before it (KIP-368), and a
+// re-authentication's login is handed to the Session it renews.
+// Revocation still closes the connection. Failure answers
+// SASL_AUTHENTICATION_FAILED with the reason and closes the connection
+// after the response.
 //
 // Allowed after a v1 SaslHandshake.
 
@@ -21,7 +27,21 @@ func init() { register(saslAuthenticateKey, 0, 2, true, (*conn).handleSaslAuthen
 
 func (c *conn) handleSaslAuthenticate(req *kmsg.SASLAuthenticateRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-	out, err := c.saslStep(req.SASLAuthBytes)
+	out, sess, err := c.saslStep(req.SASLAuthBytes)
+	if err == nil && sess != nil {
+		if c.sasl == saslReauth {
+			err = c.reauth(sess)
+		} else {
+			err = c.install(sess)
+		}
+	}
+	if err == nil && c.sasl == saslDone && req.Version >= 1 {
+		if ra, ok := c.sess.(Reauthenticator); ok {
+			if exp := ra.Expires(); !exp.IsZero() {
+				resp.SessionLifetimeMillis = max(time.Until(exp).Milliseconds(), 1)
+			}
+		}
+	}
 	resp.SASLAuthBytes = out
 	if resp.SASLAuthBytes == nil {
 		resp.SASLAuthBytes = []byte{}

@@ -48,6 +48,22 @@ type Credentials struct {
 	Remote net.Addr
 }
 
+// Reauthenticator is a Session whose credential expires and that can be
+// renewed on its connection (KIP-368 re-authentication). The Server tells
+// clients (SaslAuthenticate v1+) how long the credential lasts, so they log
+// in again on the same connection before it expires; that login's Session
+// is handed to Reauthenticate, which adopts its credential (and closes it)
+// while keeping the connection's state: topics, readers, group membership,
+// streams. A re-authentication as another partner, or with another
+// mechanism, fails and closes the connection, as Kafka does.
+type Reauthenticator interface {
+	// Expires is when the current credential expires (zero: never).
+	Expires() time.Time
+	// Reauthenticate adopts next's credential; next is a Session of the
+	// same partner, which Reauthenticate closes.
+	Reauthenticate(next Session) error
+}
+
 // Session is one authenticated partner on one connection: its entitled
 // topics and its governed view of them.
 //

@@ -49,6 +49,7 @@ const (
 	saslHandshook                  // v1 handshake done: SaslAuthenticate next
 	saslRaw                        // v0 handshake done: next frame is a raw SASL token
 	saslDone                       // authenticated
+	saslReauth                     // authenticated, re-authenticating (KIP-368): SaslAuthenticate next
 )
 
 // protocolError ends a connection: the client broke the protocol (or a
@@ -133,7 +134,7 @@ func (c *conn) serve() error {
 	authDeadline := time.Now().Add(cfg.AuthTimeout)
 	for {
 		limit, deadline := cfg.MaxFrameBytes, time.Now().Add(cfg.IdleTimeout)
-		if c.sasl != saslDone {
+		if c.sasl != saslDone && c.sasl != saslReauth {
 			limit, deadline = cfg.MaxSASLFrameBytes, authDeadline
 		}
 		c.nc.SetReadDeadline(deadline)
@@ -243,6 +244,8 @@ func (c *conn) allowed(key int16) bool {
 	switch c.sasl {
 	case saslDone:
 		return key != saslAuthenticateKey
+	case saslReauth:
+		return true
 	case saslBegin:
 		return key == apiVersionsKey || key == saslHandshakeKey
 	case saslHandshook:

@@ -96,44 +96,68 @@ func parseOAuthBearer(msg []byte) (Credentials, error) {
 
 // saslStep handles one SASL message of the chosen mechanism and returns
 // the server's answer (empty for PLAIN and OAUTHBEARER, which log in in one
-// message; SCRAM's server-first, then server-final). The connection is
-// logged in when c.sasl is saslDone afterwards.
-func (c *conn) saslStep(msg []byte) ([]byte, error) {
+// message; SCRAM's server-first, then server-final) and, once the login is
+// complete, its Session (nil after SCRAM's first step).
+func (c *conn) saslStep(msg []byte) ([]byte, Session, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.AuthTimeout)
 	defer cancel()
 	if c.mech == MechanismScramSHA512 {
 		b, ok := c.s.cfg.Backend.(ScramBackend)
 		if !ok {
-			return nil, fmt.Errorf("kafkaproxy: sasl mechanism %q is not supported", c.mech)
+			return nil, nil, fmt.Errorf("kafkaproxy: sasl mechanism %q is not supported", c.mech)
 		}
 		if c.scram == nil {
 			c.scram = &scramServer{}
-			return c.scram.first(ctx, b, c.s.pepper, msg)
+			out, err := c.scram.first(ctx, b, c.s.pepper, msg)
+			return out, nil, err
 		}
 		sess, out, err := c.scram.final(ctx, msg)
 		c.scram = nil
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return out, c.install(sess)
+		if sess == nil {
+			return nil, nil, errors.New("kafkaproxy: backend returned no session")
+		}
+		return out, sess, nil
 	}
 	creds, err := parseSASL(c.mech, msg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	creds.Remote = c.nc.RemoteAddr()
 	sess, err := c.s.cfg.Backend.Authenticate(ctx, creds)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return []byte{}, c.install(sess)
+	if sess == nil {
+		return nil, nil, errors.New("kafkaproxy: backend returned no session")
+	}
+	return []byte{}, sess, nil
+}
+
+// reauth hands a re-authentication's login to the connection's session
+// (KIP-368): same partner required; the connection stays logged in.
+func (c *conn) reauth(next Session) error {
+	ra, ok := c.sess.(Reauthenticator)
+	if !ok {
+		next.Close()
+		return errors.New("kafkaproxy: this session cannot re-authenticate")
+	}
+	if next.Partner() != c.sess.Partner() {
+		next.Close()
+		return fmt.Errorf("%w: re-authentication as partner %s on a connection of %s", ErrAuthentication, next.Partner(), c.sess.Partner())
+	}
+	if err := ra.Reauthenticate(next); err != nil {
+		return err
+	}
+	c.sasl = saslDone
+	c.log.Info("kafkaproxy: partner re-authenticated", "mechanism", c.mech)
+	return nil
 }
 
 // install makes sess the connection's session: it is logged in.
 func (c *conn) install(sess Session) error {
-	if sess == nil {
-		return errors.New("kafkaproxy: backend returned no session")
-	}
 	c.sess = sess
 	c.sasl = saslDone
 	c.log = c.log.With("partner", sess.Partner())
@@ -146,7 +170,10 @@ func (c *conn) install(sess Session) error {
 // with no Kafka header, answered by a raw frame (empty on success). On
 // failure the connection is closed, as Kafka does for v0 clients.
 func (c *conn) handleRawSASL(frame []byte) error {
-	out, err := c.saslStep(frame)
+	out, sess, err := c.saslStep(frame)
+	if err == nil && sess != nil {
+		err = c.install(sess)
+	}
 	if err != nil {
 		return protoErr("sasl %s login failed (v0 handshake): %v", c.mech, err)
 	}
