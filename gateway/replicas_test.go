@@ -2,13 +2,11 @@ package gateway_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/gateway"
@@ -24,6 +21,8 @@ import (
 	"github.com/sluicehq/sluice/products"
 	"github.com/sluicehq/sluice/products/generate"
 	"github.com/sluicehq/sluice/products/store"
+
+	"github.com/sluicehq/sluice/products/store/storetest"
 )
 
 // replica is one gateway of a replica set.
@@ -77,35 +76,7 @@ func startReplica(t *testing.T, cfg gateway.Config) *replica {
 
 // freshSchema returns base with a search_path of a new schema, dropped at
 // cleanup.
-func freshSchema(t *testing.T, base string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	schema := "sluice_gw_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return
-		}
-		defer conn.Close(ctx)
-		_, _ = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func freshSchema(t *testing.T, base string) string { return storetest.PostgresDSN(t, base) }
 
 // TestIntegrationReplicas: three gateways sharing one PostgreSQL store and
 // one Kafka broker (the first one's embedded broker) act as one gateway:

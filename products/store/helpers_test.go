@@ -1,23 +1,19 @@
 package store
 
 import (
-	"context"
-	"crypto/rand"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/sluicehq/sluice/products/store/storetest"
 )
 
 // The store tests run against SQLite always and against PostgreSQL when
 // SLUICE_TEST_POSTGRES_DSN names a server (deploy/postgres/start.sh starts
 // one; deploy/test.sh does it for the suite). Each PostgreSQL test gets a
 // fresh schema (search_path in its DSN), dropped at cleanup.
-const pgEnv = "SLUICE_TEST_POSTGRES_DSN"
+const pgEnv = storetest.PostgresEnv
 
 // forEachBackend runs fn as a subtest per backend, each with a fresh,
 // empty database.
@@ -37,41 +33,7 @@ func newSQLiteDSN(t *testing.T) string {
 	return "sqlite:" + filepath.Join(t.TempDir(), "sluice.db")
 }
 
-func newPostgresDSN(t *testing.T, base string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", pgEnv, err)
-	}
-	defer conn.Close(context.Background())
-	schema := "sluice_test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func newPostgresDSN(t *testing.T, base string) string { return storetest.PostgresDSN(t, base) }
 
 // openStore opens dsn and closes it at cleanup.
 func openStore(t *testing.T, dsn string) *engine {
