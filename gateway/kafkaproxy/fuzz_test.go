@@ -55,6 +55,17 @@ func FuzzFrames(f *testing.F) {
 	pr.Version, pr.Acks = 9, -1
 	pr.Topics = []kmsg.ProduceRequestTopic{{Topic: "cdr", Partitions: []kmsg.ProduceRequestTopicPartition{{Partition: 0, Records: []byte{1, 2}}}}}
 	seed(true, pr)
+	// Re-authentication (KIP-368) on a logged-in connection: as the same
+	// partner, as another, and with another mechanism.
+	rh := kmsg.NewPtrSASLHandshakeRequest()
+	rh.Version, rh.Mechanism = 1, "PLAIN"
+	ra := kmsg.NewPtrSASLAuthenticateRequest()
+	ra.Version, ra.SASLAuthBytes = 2, []byte("\x00key-a\x00secret-a")
+	rb := kmsg.NewPtrSASLAuthenticateRequest()
+	rb.Version, rb.SASLAuthBytes = 2, []byte("\x00key-b\x00secret-b")
+	seed(true, rh, ra, metadataRequest())
+	seed(true, rh, rb)
+	seed(true, hs)
 	f.Add(false, binary.BigEndian.AppendUint32(nil, 0x7fffffff))
 	f.Add(true, []byte{0, 0, 0, 3, 1, 2, 3})
 
@@ -64,7 +75,7 @@ func FuzzFrames(f *testing.F) {
 			// Shared by every iteration of the run; its log is kept in
 			// memory only and it ends with the process.
 			var err error
-			fuzzServer, err = launch(nil, Config{Backend: b, Offsets: &MemoryOffsets{},
+			fuzzServer, err = launch(nil, Config{Backend: &reauthBackend{testBackend: b, lifetime: time.Minute}, Offsets: &MemoryOffsets{},
 				AuthTimeout: time.Second, MaxFetchWait: 50 * time.Millisecond})
 			if err != nil {
 				panic(err)
