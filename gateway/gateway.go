@@ -222,7 +222,8 @@ func (g *Gateway) newKafkaProxy() error {
 	if !cfg.kafkaListenOn() {
 		return nil
 	}
-	pc := kafkaproxy.Config{Backend: &kafkaBackend{g: g}, Offsets: kafkaOffsets{s: g.store}, Logger: cfg.Logger, AdvertisedAddr: cfg.KafkaAdvertised}
+	pc := kafkaproxy.Config{Backend: &kafkaBackend{g: g}, Offsets: kafkaOffsets{s: g.store}, Logger: cfg.Logger, AdvertisedAddr: cfg.KafkaAdvertised,
+		Observer: newKafkaMetrics(g.metrics.Registry)}
 	if *cfg.KafkaListenTLS.Enabled {
 		var hosts []string
 		for _, a := range []string{cfg.KafkaListen, cfg.KafkaAdvertised} {

@@ -78,15 +78,25 @@ func (e *env) kafkaOpts(extra ...kgo.Opt) []kgo.Opt {
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(addr), kgo.ClientID("sluice-test"), kgo.RetryTimeout(5 * time.Second),
 		kgo.FetchMaxWait(500 * time.Millisecond)}
-	if cert := e.gw.KafkaProxyCert(); cert != "" {
-		pool := x509.NewCertPool()
-		pem, err := os.ReadFile(cert)
-		if err != nil || !pool.AppendCertsFromPEM(pem) {
-			e.t.Fatalf("the front door's certificate %s: %v", cert, err)
-		}
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	if cfg := e.kafkaTLS(); cfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 	return append(opts, extra...)
+}
+
+// kafkaTLS trusts the front door's certificate (nil without TLS).
+func (e *env) kafkaTLS() *tls.Config {
+	e.t.Helper()
+	cert := e.gw.KafkaProxyCert()
+	if cert == "" {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(cert)
+	if err != nil || !pool.AppendCertsFromPEM(pem) {
+		e.t.Fatalf("the front door's certificate %s: %v", cert, err)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // kafkaClient is a client of the front door, closed at cleanup.

@@ -27,13 +27,17 @@ func init() { register(saslAuthenticateKey, 0, 2, true, (*conn).handleSaslAuthen
 
 func (c *conn) handleSaslAuthenticate(req *kmsg.SASLAuthenticateRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+	reauth := c.sasl == saslReauth
 	out, sess, err := c.saslStep(req.SASLAuthBytes)
 	if err == nil && sess != nil {
-		if c.sasl == saslReauth {
+		if reauth {
 			err = c.reauth(sess)
 		} else {
 			err = c.install(sess)
 		}
+	}
+	if err != nil || sess != nil { // not SCRAM's first step
+		c.s.cfg.Observer.Login(c.mech, reauth, err == nil)
 	}
 	if err == nil && c.sasl == saslDone && req.Version >= 1 {
 		if ra, ok := c.sess.(Reauthenticator); ok {

@@ -76,6 +76,8 @@ func (s *Server) serveConn(nc net.Conn) {
 		return
 	}
 	go c.watch()
+	s.cfg.Observer.Connection(1)
+	defer s.cfg.Observer.Connection(-1)
 	defer func() {
 		c.cancel()
 		nc.Close()
@@ -115,6 +117,7 @@ func (c *conn) logEnd(err error) {
 	var pe *protocolError
 	switch {
 	case errors.As(err, &pe):
+		c.s.cfg.Observer.ProtocolError()
 		c.log.Warn("kafkaproxy: closing connection", "reason", err)
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
 		c.log.Debug("kafkaproxy: connection closed", "err", err)
@@ -196,6 +199,7 @@ func (c *conn) handleFrame(frame []byte) error {
 	if c.sasl == saslRaw {
 		return c.handleRawSASL(frame)
 	}
+	start := time.Now()
 	if len(frame) < 10 { // key, version, correlation id, client id length
 		return protoErr("frame of %d bytes is too short for a request header", len(frame))
 	}
@@ -235,7 +239,11 @@ func (c *conn) handleFrame(frame []byte) error {
 	if resp == nil {
 		return nil // acks=0 produce: no response
 	}
-	return c.write(corr, resp)
+	if err := c.write(corr, resp); err != nil {
+		return err
+	}
+	c.s.cfg.Observer.Request(key, time.Since(start))
+	return nil
 }
 
 // allowed says whether a request of key may be served in the current

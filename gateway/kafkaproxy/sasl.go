@@ -174,6 +174,9 @@ func (c *conn) handleRawSASL(frame []byte) error {
 	if err == nil && sess != nil {
 		err = c.install(sess)
 	}
+	if err != nil || sess != nil {
+		c.s.cfg.Observer.Login(c.mech, false, err == nil)
+	}
 	if err != nil {
 		return protoErr("sasl %s login failed (v0 handshake): %v", c.mech, err)
 	}

@@ -23,6 +23,8 @@ type Config struct {
 	Offsets OffsetStore
 	// Logger receives connection and protocol errors. Default slog.Default().
 	Logger *slog.Logger
+	// Observer receives protocol events for metrics. Default: none.
+	Observer Observer
 	// TLS, when set, makes the listener speak TLS (SASL_SSL); nil means
 	// plaintext (SASL_PLAINTEXT).
 	TLS *tls.Config
@@ -76,6 +78,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	if c.ClusterID == "" {
 		c.ClusterID = "sluice"
