@@ -22,8 +22,8 @@ import (
 func init() { register(3, 1, 12, true, (*conn).handleMetadata) }
 
 // Bits of Kafka's ACL operations (READ=3, DESCRIBE=8) for authorized
-// operations fields.
-const topicReadDescribe = 1<<3 | 1<<8
+// operations fields, of topics and of groups.
+const readDescribe = 1<<3 | 1<<8
 
 func (c *conn) handleMetadata(req *kmsg.MetadataRequest) (kmsg.Response, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
@@ -53,7 +53,7 @@ func (c *conn) handleMetadata(req *kmsg.MetadataRequest) (kmsg.Response, error) 
 		name := tp.Name
 		t.Topic = &name
 		if req.IncludeTopicAuthorizedOperations {
-			t.AuthorizedOperations = topicReadDescribe
+			t.AuthorizedOperations = readDescribe
 		}
 		t.Partitions = make([]kmsg.MetadataResponseTopicPartition, tp.Partitions)
 		for i := range t.Partitions {

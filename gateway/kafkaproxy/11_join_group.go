@@ -35,6 +35,7 @@ func (c *conn) handleJoinGroup(req *kmsg.JoinGroupRequest) (kmsg.Response, error
 	}
 	r := joinRequest{
 		partner:          c.partner(),
+		clientID:         c.clientID,
 		group:            req.Group,
 		memberID:         req.MemberID,
 		instanceID:       req.InstanceID,

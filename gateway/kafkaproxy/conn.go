@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -39,6 +40,7 @@ type conn struct {
 	closeAfter bool          // close the connection once the response is written
 	throttle   time.Duration // pause reading after this response
 	fetchBuf   []byte        // record batches of the current Fetch response
+	clientID   string        // the last request header's client id (group members report it)
 }
 
 // saslState is where a connection is in its login.
@@ -205,7 +207,9 @@ func (c *conn) handleFrame(frame []byte) error {
 	}
 	r := kbin.Reader{Src: frame}
 	key, version, corr := r.Int16(), r.Int16(), r.Int32()
-	r.UnsafeNullableString() // client id
+	if cid := r.UnsafeNullableString(); cid != nil && *cid != c.clientID {
+		c.clientID = strings.Clone(*cid) // the frame buffer is reused; cloned only when it changes
+	}
 	a := lookupAPI(key)
 	if a == nil {
 		return protoErr("unknown or unsupported api key %d (version %d)", key, version)

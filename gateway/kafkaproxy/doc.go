@@ -30,6 +30,8 @@
 //	sasl.go         PLAIN and OAUTHBEARER message parsing, login steps, raw v0 tokens
 //	scram.go        SCRAM-SHA-512 server (RFC 5802)
 //	group.go        the consumer group coordinator (state machine, janitor)
+//	cluster.go      replicas as one cluster: nodes, group coordinators
+//	observer.go     protocol events for metrics
 //	records.go      record batch v2 encoding (CRC-32C, offset gaps)
 //	errors.go       the one mapping from Go errors to Kafka error codes
 //	offsets.go      MemoryOffsets, an OffsetStore for tests
@@ -44,6 +46,7 @@
 //	OffsetFetch 1-8                  CreatePartitions 0-3 (refused)
 //	FindCoordinator 0-4              SaslHandshake 0-1
 //	JoinGroup 0-9, Heartbeat 0-4, LeaveGroup 0-5, SyncGroup 0-5
+//	DescribeGroups 0-5, ListGroups 0-4 (the partner's groups: lag monitors)
 //
 // InitProducerId 0-5, AddPartitionsToTxn 0-3, AddOffsetsToTxn 0-3, EndTxn
 // 0-3 and TxnOffsetCommit 0-3 are answered with authorization errors but

@@ -64,6 +64,11 @@ func FuzzFrames(f *testing.F) {
 	rb := kmsg.NewPtrSASLAuthenticateRequest()
 	rb.Version, rb.SASLAuthBytes = 2, []byte("\x00key-b\x00secret-b")
 	seed(true, rh, ra, metadataRequest())
+	lg := kmsg.NewPtrListGroupsRequest()
+	lg.Version, lg.StatesFilter = 4, []string{"Stable"}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Version, dg.Groups, dg.IncludeAuthorizedOperations = 5, []string{"g", ""}, true
+	seed(true, jg, lg, dg)
 	seed(true, rh, rb)
 	seed(true, hs)
 	f.Add(false, binary.BigEndian.AppendUint32(nil, 0x7fffffff))

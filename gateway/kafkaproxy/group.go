@@ -37,7 +37,8 @@ import (
 //
 // Not implemented: static membership (group.instance.id is accepted and
 // echoed but members are treated as dynamic), KIP-848 groups (not
-// advertised), DescribeGroups/ListGroups, and server-side assignors.
+// advertised), and server-side assignors. DescribeGroups and ListGroups
+// read the groups this coordinator holds (summaries).
 //
 // Concurrency: one mutex guards every group; one janitor goroutine, owned
 // by the coordinator and stopped by close, expires members and ends
@@ -645,4 +646,43 @@ func (co *coordinator) checkCommit(partner, groupID, memberID string, generation
 	}
 	m.expires = time.Now().Add(m.sessionTimeout)
 	return 0
+}
+
+// groupSummary is a group as ListGroups and DescribeGroups show it.
+type groupSummary struct {
+	id, state, protocolType, protocol string
+	members                           []kmsg.DescribeGroupsResponseGroupMember
+}
+
+// summaries returns partner's groups this coordinator holds, by group id.
+func (co *coordinator) summaries(partner string, ids ...string) map[string]groupSummary {
+	co.mu.Lock()
+	defer co.mu.Unlock()
+	out := map[string]groupSummary{}
+	for k, g := range co.groups {
+		if k.partner != partner || (len(ids) > 0 && !slices.Contains(ids, k.id)) {
+			continue
+		}
+		s := groupSummary{id: k.id, state: g.state.String(), protocolType: g.protocolType, protocol: g.protocol}
+		for _, id := range g.order {
+			m := g.members[id]
+			if m == nil {
+				continue
+			}
+			dm := kmsg.NewDescribeGroupsResponseGroupMember()
+			dm.MemberID, dm.InstanceID, dm.ClientID, dm.ClientHost = m.id, m.instanceID, m.clientID, m.clientHost
+			dm.ProtocolMetadata, dm.MemberAssignment = []byte{}, bytes.Clone(m.assignment)
+			if dm.MemberAssignment == nil {
+				dm.MemberAssignment = []byte{}
+			}
+			for _, p := range m.protocols {
+				if p.Name == g.protocol {
+					dm.ProtocolMetadata = bytes.Clone(p.Metadata)
+				}
+			}
+			s.members = append(s.members, dm)
+		}
+		out[k.id] = s
+	}
+	return out
 }

@@ -237,3 +237,71 @@ func TestGroupsNamespacedByPartner(t *testing.T) {
 		t.Errorf("partner b committed %v with autocommit disabled", c)
 	}
 }
+
+// TestGroupsDescribed: the tools partners monitor groups with work on
+// their own groups: ListGroups and DescribeGroups show a running group of
+// two members with their client ids and assignments (together every
+// partition, once), and kadm's Lag (DescribeGroups, OffsetFetch,
+// ListOffsets) reports 0 once they consumed and committed everything.
+// Another partner sees no group, and the same id is Dead for it.
+func TestGroupsDescribed(t *testing.T) {
+	b, want := standardBackend()
+	// The last offset of each partition kept: a consumer commits the
+	// offset after the last record it polled, so a filtered last row
+	// would show as a lag of 1 (as a transaction marker does on Kafka).
+	for p := range int32(3) {
+		want["cdr"] = append(want["cdr"], b.produce("cdr", p, 1, nil)...)
+	}
+	ts := startServer(t, Config{Backend: b, Offsets: &MemoryOffsets{}})
+	log := newGroupLog()
+	m1 := startMember(t, ts.addr, "key-a", "secret-a", "billing", "m1", log)
+	m2 := startMember(t, ts.addr, "key-a", "secret-a", "billing", "m2", log)
+	defer m1.close()
+	defer m2.close()
+	waitFor(t, 20*time.Second, "everything consumed", func() bool { return log.distinct() >= len(want["cdr"]) })
+	adm := kadm.NewClient(client(t, ts.addr, "key-a", "secret-a"))
+	ctx := context.Background()
+
+	waitFor(t, 10*time.Second, "lag 0 with both members holding partitions", func() bool {
+		lags, err := adm.Lag(ctx, "billing")
+		if err != nil {
+			return false
+		}
+		l := lags["billing"]
+		return l.Error() == nil && l.State == "Stable" && len(l.Members) == 2 && l.Lag.Total() == 0 && len(l.Lag["cdr"]) == 3
+	})
+	listed, err := adm.ListGroups(ctx)
+	if err != nil || len(listed) != 1 || listed["billing"].State != "Stable" || listed["billing"].ProtocolType != "consumer" {
+		t.Fatalf("ListGroups: %+v %v, want billing, Stable, consumer", listed, err)
+	}
+	described, err := adm.DescribeGroups(ctx, "billing")
+	if err != nil || described.Error() != nil {
+		t.Fatalf("DescribeGroups: %v %v", err, described.Error())
+	}
+	d := described["billing"]
+	clients := map[string]bool{}
+	held := map[int32]int{}
+	for _, m := range d.Members {
+		clients[m.ClientID] = true
+		a, ok := m.Assigned.AsConsumer()
+		if !ok {
+			t.Fatalf("member %s: assignment is not a consumer assignment", m.MemberID)
+		}
+		for _, tp := range a.Topics {
+			for _, p := range tp.Partitions {
+				held[p]++
+			}
+		}
+	}
+	if !clients["m1"] || !clients["m2"] || len(held) != 3 || held[0] != 1 || held[1] != 1 || held[2] != 1 {
+		t.Errorf("members %v hold partitions %v, want m1 and m2 holding 0, 1 and 2 once each", clients, held)
+	}
+
+	other := kadm.NewClient(client(t, ts.addr, "key-b", "secret-b"))
+	if l, err := other.ListGroups(ctx); err != nil || len(l) != 0 {
+		t.Errorf("partner b lists %v (%v), want no group", l, err)
+	}
+	if dg, err := other.DescribeGroups(ctx, "billing"); err != nil || dg["billing"].State != "Dead" || len(dg["billing"].Members) != 0 {
+		t.Errorf("partner b describes billing as %+v (%v), want Dead without members", dg["billing"], err)
+	}
+}
