@@ -223,7 +223,7 @@ func (g *Gateway) newKafkaProxy() error {
 		return nil
 	}
 	pc := kafkaproxy.Config{Backend: &kafkaBackend{g: g}, Offsets: kafkaOffsets{s: g.store}, Logger: cfg.Logger, AdvertisedAddr: cfg.KafkaAdvertised,
-		Observer: newKafkaMetrics(g.metrics.Registry)}
+		Observer: kafkaMetrics{g.metrics}}
 	if *cfg.KafkaListenTLS.Enabled {
 		var hosts []string
 		for _, a := range []string{cfg.KafkaListen, cfg.KafkaAdvertised} {

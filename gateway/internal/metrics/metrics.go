@@ -30,6 +30,13 @@ type Metrics struct {
 	Throttled    *prometheus.CounterVec // partner, product, limit
 	QuotaShare   *prometheus.GaugeVec   // partner, product: this replica's share of the plan's rate
 	UsageFlushes *prometheus.CounterVec // result: ok, failed
+
+	// The Kafka front door's protocol (labels from its API table and its
+	// mechanisms, never from request input).
+	KafkaConnections    prometheus.Gauge
+	KafkaRequests       *prometheus.HistogramVec // api
+	KafkaLogins         *prometheus.CounterVec   // mechanism, kind (login, reauth), result (ok, failed)
+	KafkaProtocolErrors prometheus.Counter
 }
 
 // New creates and registers the metrics, plus Go and process collectors.
@@ -79,10 +86,25 @@ func New() *Metrics {
 		UsageFlushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_usage_flushes_total", Help: "Usage batches written to the store, by result.",
 		}, []string{"result"}),
+		KafkaConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_kafka_connections", Help: "Open connections to the Kafka front door.",
+		}),
+		KafkaRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_kafka_request_seconds",
+			Help:    "Kafka front door requests by API, from arrival to response written (a Fetch's wait for data included).",
+			Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"api"}),
+		KafkaLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_kafka_logins_total", Help: "Kafka front door SASL logins (kind login) and KIP-368 re-authentications (kind reauth), by result.",
+		}, []string{"mechanism", "kind", "result"}),
+		KafkaProtocolErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_kafka_protocol_errors_total", Help: "Kafka front door connections closed for breaking the protocol (malformed or oversized frames, unknown APIs).",
+		}),
 	}
 	r.MustRegister(m.Delivered, m.DeliveredBytes, m.ActiveStreams, m.UpstreamReaders, m.UpstreamRecords,
 		m.UpstreamLag, m.DecodeErrors, m.DirectReads, m.Views,
 		m.UsageRecords, m.UsageBytes, m.Throttled, m.QuotaShare, m.UsageFlushes,
+		m.KafkaConnections, m.KafkaRequests, m.KafkaLogins, m.KafkaProtocolErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
