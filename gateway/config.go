@@ -99,7 +99,7 @@ type Config struct {
 	// SeedDemo upserts the demo partners and an active subscription for each
 	// of their grants into the store. Default: on with the embedded broker.
 	SeedDemo *bool `yaml:"seed_demo"`
-	// Plans are upserted into the store at start, before the demo seed:
+	// Plans are upserted into the store at start, after the demo seed:
 	// the config wins over edits made in the store; plans it does not
 	// name stay as they are. How an operator defines its commercial plans
 	// next to its own Kafka (seed_demo is off there).
@@ -252,6 +252,10 @@ func LoadConfigFile(path string) (Config, error) {
 }
 
 func (c *Config) embedded() bool { return len(c.Brokers) == 0 }
+
+// sharedStore reports whether the store is PostgreSQL, which replicas
+// share (quota shares, the Kafka front door's cluster).
+func (c *Config) sharedStore() bool { return strings.HasPrefix(c.Store, "postgres") }
 
 // kafkaListenOn reports whether the Kafka front door runs (after defaults).
 func (c *Config) kafkaListenOn() bool { return c.KafkaListen != "" && c.KafkaListen != "off" }

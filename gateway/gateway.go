@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.access.log = cfg.Logger
 	g.access.store = g.store
 	g.schemaIDs = newSchemaIDs(g.store)
-	g.limits = newLimiter(g.store, cfg.Replica, strings.HasPrefix(cfg.Store, "postgres"), g.metrics, cfg.Logger)
+	g.limits = newLimiter(g.store, cfg.Replica, cfg.sharedStore(), g.metrics, cfg.Logger)
 	g.access.limits = g.limits
 	g.access.audit = g.audit
 	g.metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -244,7 +243,7 @@ func (g *Gateway) newKafkaProxy() error {
 	if g.kafkaLn, err = net.Listen("tcp", cfg.KafkaListen); err != nil {
 		return fmt.Errorf("kafka: listen on %s: %w (use --kafka-listen to pick another address, or --kafka-listen off)", cfg.KafkaListen, err)
 	}
-	if strings.HasPrefix(cfg.Store, "postgres") { // replicas: one cluster (kafka_cluster.go)
+	if cfg.sharedStore() { // replicas: one cluster (kafka_cluster.go)
 		advertised := cfg.KafkaAdvertised
 		if advertised == "" {
 			advertised = g.kafkaLn.Addr().String()

@@ -260,14 +260,14 @@ func (s *kafkaSession) Expires() time.Time {
 }
 
 // Reauthenticate adopts next's credential (a login of the same partner on
-// this connection, KIP-368): its expiry and the key re-checked on
-// changes. The session keeps its topics, readers, stream slots and audit
-// records; next is closed.
+// this connection, KIP-368; the proxy checked the partner): its expiry and
+// the key re-checked on changes. The session keeps its topics, readers,
+// stream slots and audit records; next is closed.
 func (s *kafkaSession) Reauthenticate(next kafkaproxy.Session) error {
 	n, ok := next.(*kafkaSession)
-	if !ok || n.partner.ID != s.partner.ID {
+	if !ok {
 		next.Close()
-		return fmt.Errorf("%w: re-authentication must be as the same partner", kafkaproxy.ErrAuthentication)
+		return fmt.Errorf("%w: not a session of this gateway", kafkaproxy.ErrAuthentication)
 	}
 	n.credMu.Lock()
 	key, keyID, expires := n.key, n.keyID, n.expires
@@ -280,7 +280,6 @@ func (s *kafkaSession) Reauthenticate(next kafkaproxy.Session) error {
 	case s.renewed <- struct{}{}:
 	default: // a renewal is pending already; watch reads the newest expiry
 	}
-	s.log.Info("kafka: partner re-authenticated", "expires_at", expires.UTC().Format(time.RFC3339))
 	return nil
 }
 

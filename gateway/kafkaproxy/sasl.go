@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // parseSASL parses the client's first (and, for PLAIN and OAUTHBEARER,
@@ -152,7 +153,7 @@ func (c *conn) reauth(next Session) error {
 		return err
 	}
 	c.sasl = saslDone
-	c.log.Info("kafkaproxy: partner re-authenticated", "mechanism", c.mech)
+	c.log.Info("kafkaproxy: partner re-authenticated", "mechanism", c.mech, "expires_at", ra.Expires().UTC().Format(time.RFC3339))
 	return nil
 }
 
